@@ -1,0 +1,121 @@
+package repo
+
+import (
+	"bytes"
+	"testing"
+
+	"pault.ag/go/debian/control"
+
+	"github.com/sluice-ci/sluice/internal/pkgtest"
+)
+
+// Seeds beyond these are in testdata/fuzz/<target>.
+
+func FuzzParseDeb(f *testing.F) {
+	for _, d := range sampleDebs() {
+		if b, err := d.Bytes(); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := parseDeb(bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			return
+		}
+		// What parses must be safe to use as a path.
+		if err := m.validate(); err != nil {
+			t.Fatalf("parseDeb returned metadata that does not validate: %v", err)
+		}
+		if !safeRelPath(m.poolPath("main")) {
+			t.Fatalf("unsafe pool path %q", m.poolPath("main"))
+		}
+	})
+}
+
+func FuzzParseRPM(f *testing.F) {
+	for _, r := range []pkgtest.RPM{
+		{Name: "hello", Version: "1.0", Release: "1", Arch: "x86_64", Requires: []string{"/bin/sh", "libc >= 2"}},
+		{Name: "data", Version: "2", Release: "3.el9", Arch: "noarch", Epoch: 4, Files: map[string][]byte{"/etc/data.conf": []byte("x")}},
+	} {
+		if b, err := r.Bytes(); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := parseRPM(bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			return
+		}
+		for _, s := range []string{m.Name, m.Version, m.Release, m.Arch} {
+			if !safeComponent(s) {
+				t.Fatalf("parseRPM accepted unsafe %q", s)
+			}
+		}
+	})
+}
+
+func FuzzParseRelease(f *testing.F) {
+	f.Add([]byte("Origin: o\nDate: Mon, 23 Nov 2026 10:00:00 +0000\nAcquire-By-Hash: yes\nSHA256:\n " +
+		"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 0 main/binary-amd64/Packages\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rel, err := parseRelease(data)
+		if err != nil {
+			return
+		}
+		for _, fl := range rel.files {
+			if !safeRelPath(fl.name) || fl.size < 0 {
+				t.Fatalf("parseRelease accepted %+v", fl)
+			}
+		}
+	})
+}
+
+// FuzzControlStanza checks that a control paragraph that validates comes out
+// of writeStanza as the same fields: nothing a package says can add, drop or
+// change a field of the index.
+func FuzzControlStanza(f *testing.F) {
+	f.Add([]byte("Package: hello\nVersion: 1:2.0-1\nArchitecture: amd64\nDescription: short\n long\n .\n more\n"))
+	f.Add([]byte("Package: a+b\nVersion: 1\nArchitecture: all\nDepends: x (>= 1), y | z\nX-Thing: \n  indented\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := control.NewParagraphReader(bytes.NewReader(data), nil)
+		if err != nil {
+			return
+		}
+		p, err := r.Next()
+		if err != nil {
+			return
+		}
+		m := &debMeta{Package: p.Values["Package"], Version: p.Values["Version"], Arch: p.Values["Architecture"], Source: p.Values["Package"]}
+		for _, k := range p.Order {
+			m.Fields = append(m.Fields, [2]string{k, p.Values[k]})
+		}
+		if m.validate() != nil {
+			return
+		}
+		var b bytes.Buffer
+		writeStanza(&b, &entry{Pool: "pool/x.deb", Size: 1, SHA256: "00", Deb: m})
+		r2, err := control.NewParagraphReader(bytes.NewReader(b.Bytes()), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := r2.Next()
+		if err != nil {
+			t.Fatalf("stanza does not parse: %v\n%s", err, b.String())
+		}
+		if len(got.Order) != len(p.Order)+3 {
+			t.Fatalf("stanza has %d fields, want %d:\n%s", len(got.Order), len(p.Order)+3, b.String())
+		}
+		for _, k := range p.Order {
+			if normalize(got.Values[k]) != normalize(p.Values[k]) {
+				t.Fatalf("field %s: %q became %q", k, p.Values[k], got.Values[k])
+			}
+		}
+		if got.Values["Filename"] != "pool/x.deb" || got.Values["SHA256"] != "00" {
+			t.Fatalf("index fields changed:\n%s", b.String())
+		}
+	})
+}
+
+// normalize drops the trailing newline the parser leaves on multi-line
+// values.
+func normalize(s string) string { return string(bytes.TrimRight([]byte(s), "\n")) }

@@ -1,0 +1,295 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+)
+
+// ErrConflict is returned when a package has the identity of one already
+// in the repository (name, version, architecture) but other bytes, and the
+// publish was not asked to replace it.
+var ErrConflict = errors.New("a different package with the same name, version and architecture is already published")
+
+// PublishOptions are the choices of one publish.
+type PublishOptions struct {
+	// Replace lets a package replace the published one of the same name,
+	// version and architecture when their bytes differ.
+	Replace bool
+}
+
+// Summary says what a publish did.
+type Summary struct {
+	Added      int // packages new to the repository
+	Replaced   int // packages that replaced one with the same identity
+	Unchanged  int // packages given that were already published as they are
+	Packages   int // packages in the repository after the publish
+	Generation int // the repository's generation after the publish
+}
+
+// format is what a repository format adds to the common publish steps.
+type format interface {
+	name() string
+	ext() string
+	// parse reads a package and returns its entry (metadata only; the
+	// caller fills Size and SHA256 of the input).
+	parse(f *os.File, size int64) (entry, error)
+	// identity is the key under which a package is unique in a repository.
+	identity(e *entry) string
+	// poolPath is where a package goes, relative to the root.
+	poolPath(e *entry) string
+	// store writes the package from src into the pool at e.Pool (a new
+	// name) and returns the entry of the stored bytes.
+	store(ctx context.Context, src string, e entry) (entry, error)
+	// index writes the repository metadata for st.Packages: every
+	// content-addressed file first, the files clients start from last,
+	// each atomically. It returns the content-addressed files it relies on.
+	index(ctx context.Context, st *state) (meta []string, err error)
+}
+
+// publish runs the steps common to every format: lock, read the state, read
+// the new packages (parsing only those not seen before), check them against
+// the repository, store them, write the metadata, retire old files.
+func publish(ctx context.Context, root string, f format, paths []string, opts PublishOptions, log *slog.Logger) (sum Summary, err error) {
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return sum, fmt.Errorf("publish %s: %w", root, err)
+	}
+	unlock, err := lockDir(root)
+	if err != nil {
+		return sum, err
+	}
+	defer unlock()
+	st, err := readState(root, f.name())
+	if err != nil {
+		return sum, fmt.Errorf("publish %s: %w", root, err)
+	}
+	files, err := collectInputs(paths, f.ext())
+	if err != nil {
+		return sum, fmt.Errorf("publish %s: %w", root, err)
+	}
+	if len(files) == 0 {
+		return sum, fmt.Errorf("publish %s: no %s files in %q", root, f.ext(), paths)
+	}
+	cache := newMetaCache(root)
+	incoming, fresh, err := readInputs(ctx, f, cache, files)
+	if err != nil {
+		return sum, fmt.Errorf("publish %s: %w", root, err)
+	}
+
+	// Check everything before writing anything: a refused publish changes
+	// nothing.
+	byID := make(map[string]int, len(st.Packages))
+	byPool := make(map[string]bool, len(st.Packages))
+	for i := range st.Packages {
+		byID[f.identity(&st.Packages[i])] = i
+		byPool[st.Packages[i].Pool] = true
+	}
+	type change struct {
+		src string
+		e   entry
+		old int // index in st.Packages being replaced, or -1
+	}
+	var changes []change
+	seen := make(map[string]string)
+	for i, e := range incoming {
+		id := f.identity(&e)
+		if prev, ok := seen[id]; ok {
+			if prev != e.Source {
+				return sum, fmt.Errorf("publish %s: %s and %s are both %s with other bytes", root, files[i], firstWith(files, incoming, f, id), id)
+			}
+			sum.Unchanged++
+			continue
+		}
+		seen[id] = e.Source
+		old, exists := byID[id]
+		switch {
+		case exists && st.Packages[old].Source == e.Source:
+			sum.Unchanged++
+			continue
+		case exists && !opts.Replace:
+			return sum, fmt.Errorf("publish %s: package %s (%s): %w (use --replace)", root, files[i], id, ErrConflict)
+		case !exists:
+			old = -1
+		}
+		e.Pool = f.poolPath(&e)
+		if byPool[e.Pool] {
+			// The usual name is taken by the bytes being replaced, which
+			// readers of the current metadata still fetch: use a name of
+			// its own so both stay valid until the switch.
+			e.Pool = filepath.ToSlash(filepath.Join(filepath.Dir(e.Pool), e.Source[:16], filepath.Base(e.Pool)))
+		}
+		byPool[e.Pool] = true
+		changes = append(changes, change{src: files[i], e: e, old: old})
+	}
+	if len(changes) == 0 && st.Generation > 0 {
+		sum.Packages, sum.Generation = len(st.Packages), st.Generation
+		log.Info("repo unchanged", "repo", root, "packages", sum.Packages)
+		return sum, nil
+	}
+
+	// Store new packages; on failure remove what this publish created.
+	var created []string
+	defer func() {
+		if err != nil {
+			removeFiles(root, created)
+		}
+	}()
+	var gone []string
+	for _, c := range changes {
+		if err := ctx.Err(); err != nil {
+			return sum, err
+		}
+		stored, err := f.store(ctx, c.src, c.e)
+		if err != nil {
+			return sum, fmt.Errorf("publish %s: store %s: %w", root, c.src, err)
+		}
+		created = append(created, stored.Pool)
+		if c.old >= 0 {
+			gone = append(gone, st.Packages[c.old].Pool)
+			st.Packages[c.old] = stored
+			sum.Replaced++
+		} else {
+			st.Packages = append(st.Packages, stored)
+			sum.Added++
+		}
+	}
+	slices.SortFunc(st.Packages, func(a, b entry) int {
+		if c := cmpString(f.identity(&a), f.identity(&b)); c != 0 {
+			return c
+		}
+		return cmpString(a.Pool, b.Pool)
+	})
+
+	st.Generation++
+	prevMeta := st.Meta
+	meta, err := f.index(ctx, st)
+	if err != nil {
+		// index writes content-addressed files and then switches the
+		// entry files; before the switch nothing a reader sees changed.
+		return sum, fmt.Errorf("publish %s: %w", root, err)
+	}
+	// From here the new generation is live: do not undo the pool files.
+	created = nil
+	st.Meta = meta
+	live := make(map[string]bool, len(st.Packages)+len(meta))
+	for _, e := range st.Packages {
+		live[e.Pool] = true
+	}
+	for _, m := range meta {
+		live[m] = true
+	}
+	gone = append(gone, prevMeta...)
+	expired := st.retire(gone, live)
+	if err := st.write(root); err != nil {
+		return sum, fmt.Errorf("publish %s: write state: %w", root, err)
+	}
+	if err := removeFiles(root, expired); err != nil {
+		log.Warn("repo old files not removed", "repo", root, "err", err)
+	}
+	for _, e := range fresh {
+		if err := cache.put(e); err != nil {
+			log.Warn("repo metadata cache not written", "repo", root, "err", err)
+			break
+		}
+	}
+	sum.Packages, sum.Generation = len(st.Packages), st.Generation
+	log.Info("repo published", "repo", root, "format", f.name(), "generation", st.Generation,
+		"packages", sum.Packages, "added", sum.Added, "replaced", sum.Replaced)
+	return sum, nil
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func firstWith(files []string, es []entry, f format, id string) string {
+	for i := range es {
+		if f.identity(&es[i]) == id {
+			return files[i]
+		}
+	}
+	return ""
+}
+
+// readInputs hashes every file and parses those whose bytes the cache does
+// not know, on all cores. fresh holds the newly parsed entries.
+func readInputs(ctx context.Context, f format, cache metaCache, files []string) (out, fresh []entry, err error) {
+	out = make([]entry, len(files))
+	isFresh := make([]bool, len(files))
+	errs := make([]error, len(files))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range min(runtime.GOMAXPROCS(0), len(files)) {
+		wg.Go(func() {
+			for i := range next {
+				out[i], isFresh[i], errs[i] = readInput(f, cache, files[i])
+			}
+		})
+	}
+feed:
+	for i := range files {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, err
+	}
+	for i, e := range out {
+		if isFresh[i] {
+			fresh = append(fresh, e)
+		}
+	}
+	return out, fresh, nil
+}
+
+func readInput(f format, cache metaCache, path string) (e entry, fresh bool, err error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return e, false, err
+	}
+	defer fh.Close()
+	fi, err := fh.Stat()
+	if err != nil {
+		return e, false, err
+	}
+	if !fi.Mode().IsRegular() {
+		return e, false, fmt.Errorf("package %s: not a regular file", path)
+	}
+	in, err := hashReader(fh)
+	if err != nil {
+		return e, false, fmt.Errorf("package %s: %w", path, err)
+	}
+	if cache.get(in.SHA256, &e) {
+		return e, false, nil
+	}
+	if _, err := fh.Seek(0, io.SeekStart); err != nil {
+		return e, false, err
+	}
+	e, err = f.parse(fh, in.Size)
+	if err != nil {
+		return e, false, fmt.Errorf("package %s: %w", path, err)
+	}
+	e.Size, e.SHA256, e.Source = in.Size, in.SHA256, in.SHA256
+	return e, true, nil
+}

@@ -1,0 +1,204 @@
+package repo
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// stateDir holds, inside a published repository, what sluice needs to add
+// to it again without re-reading every package: the package list with the
+// metadata parsed from each package, the files waiting for deletion, and the
+// publish lock. It is never referenced by the repository's metadata.
+const stateDir = ".sluice"
+
+// keepGenerations is how many publishes a file stays after the metadata
+// stopped naming it, so that a client that fetched the previous metadata
+// can still fetch what it names (apt-ftparchive keeps 3 by-hash files).
+const keepGenerations = 3
+
+// entry is one package in a repository.
+type entry struct {
+	Pool   string `json:"pool"` // slash-separated, relative to the root
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+	// Source is the SHA-256 of the package as it was given; it differs
+	// from SHA256 when the stored copy was changed (an RPM signed).
+	Source string   `json:"source"`
+	Deb    *debMeta `json:"deb,omitempty"`
+	RPM    *rpmMeta `json:"rpm,omitempty"`
+}
+
+// garbage is a file the metadata stopped naming at generation Gen.
+type garbage struct {
+	Path string `json:"path"`
+	Gen  int    `json:"gen"`
+}
+
+// state is what a repository's state file holds.
+type state struct {
+	Format     string    `json:"format"`
+	Generation int       `json:"generation"`
+	Packages   []entry   `json:"packages"`
+	Garbage    []garbage `json:"garbage,omitempty"`
+	// Meta lists the content-addressed metadata files of this generation.
+	Meta []string `json:"meta,omitempty"`
+}
+
+func readState(root, format string) (*state, error) {
+	f, err := os.Open(filepath.Join(root, stateDir, "state.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return &state{Format: format}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var st state
+	if err := json.NewDecoder(bufio.NewReader(f)).Decode(&st); err != nil {
+		return nil, fmt.Errorf("read %s: %w", f.Name(), err)
+	}
+	if st.Format != format {
+		return nil, fmt.Errorf("%s holds a %s repository, not %s", root, st.Format, format)
+	}
+	return &st, nil
+}
+
+func (st *state) write(root string) error {
+	return writeAtomic(root, stateDir+"/state.json", 0o644, func(w io.Writer) error {
+		bw := bufio.NewWriter(w)
+		if err := json.NewEncoder(bw).Encode(st); err != nil {
+			return err
+		}
+		return bw.Flush()
+	})
+}
+
+// retire records files the new generation no longer names and returns those
+// retired long enough ago to delete, dropping them from the list. A file
+// that the new generation names again is taken off the list.
+func (st *state) retire(gone []string, live map[string]bool) (expired []string) {
+	for _, p := range gone {
+		if !live[p] {
+			st.Garbage = append(st.Garbage, garbage{Path: p, Gen: st.Generation})
+		}
+	}
+	kept := st.Garbage[:0]
+	for _, g := range st.Garbage {
+		switch {
+		case live[g.Path]:
+		case st.Generation-g.Gen >= keepGenerations:
+			expired = append(expired, g.Path)
+		default:
+			kept = append(kept, g)
+		}
+	}
+	st.Garbage = kept
+	return expired
+}
+
+// removeFiles deletes files below root (slash-separated names), ignoring
+// those already gone.
+func removeFiles(root string, names []string) error {
+	var errs []error
+	for _, n := range names {
+		if err := os.Remove(filepath.Join(root, filepath.FromSlash(n))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// input is the size and checksum of a package file given to a publish.
+type input struct {
+	Size   int64
+	SHA256 string
+}
+
+// collectInputs expands paths (files, or directories searched recursively
+// for files ending in ext) into a sorted list of distinct files.
+func collectInputs(paths []string, ext string) ([]string, error) {
+	var out []string
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if !fi.IsDir() {
+			out = append(out, p)
+			continue
+		}
+		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.Type().IsRegular() && strings.HasSuffix(d.Name(), ext) {
+				out = append(out, path)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// hashReader returns the size and SHA-256 of what r holds.
+func hashReader(r io.Reader) (input, error) {
+	h := sha256.New()
+	n, err := io.Copy(h, r)
+	if err != nil {
+		return input{}, err
+	}
+	return input{Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// metaCache keeps the metadata parsed from each package, keyed by the
+// SHA-256 of its bytes, so that a package is parsed once whatever its name.
+type metaCache struct{ dir string }
+
+func newMetaCache(root string) metaCache {
+	return metaCache{dir: filepath.Join(root, stateDir, "cache")}
+}
+
+func (c metaCache) path(sha string) string {
+	return filepath.Join(c.dir, sha[:2], sha+".json")
+}
+
+// get fills e from the cache; it reports false on a miss or an unreadable
+// entry (which is then simply parsed again).
+func (c metaCache) get(sha string, e *entry) bool {
+	data, err := os.ReadFile(c.path(sha))
+	if err != nil {
+		return false
+	}
+	var got entry
+	if json.Unmarshal(data, &got) != nil || got.SHA256 != sha {
+		return false
+	}
+	*e = got
+	return true
+}
+
+func (c metaCache) put(e entry) error {
+	data, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	rel, err := filepath.Rel(filepath.Dir(c.dir), c.path(e.SHA256))
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Dir(c.dir), filepath.ToSlash(rel), data)
+}
