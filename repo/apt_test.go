@@ -110,11 +110,27 @@ func aptWarnings(out string) []string {
 func TestAPTAptGetTrustsAndFetches(t *testing.T) {
 	t.Parallel()
 	pkgtest.NeedTool(t, "apt-get")
+	for _, algo := range []Algorithm{RSA4096, Ed25519} {
+		t.Run(string(algo), func(t *testing.T) {
+			t.Parallel()
+			aptGetFetches(t, algo)
+		})
+	}
+}
+
+func aptGetFetches(t *testing.T, algo Algorithm) {
 	ctx := t.Context()
 	root, in := t.TempDir(), t.TempDir()
 	debs := sampleDebs()
 	writeDebs(t, in, debs)
-	a := newTestAPT(t, root)
+	key, err := testKeyFor(algo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewAPT(root, key, APTConfig{Codename: "testing"}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := a.Publish(ctx, []string{in}, PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -43,38 +45,142 @@ func parseDeb(r io.ReaderAt, size int64) (m *debMeta, err error) {
 		return nil, err
 	}
 	defer func() {
-		// The parsing library is not hardened against every malformed
+		// The archive library is not hardened against every malformed
 		// archive; a panic in it means a corrupt package, not a bug of ours.
 		if p := recover(); p != nil {
 			m, err = nil, fmt.Errorf("corrupt package: %v", p)
 		}
 	}()
-	d, err := deb.Load(r, "")
+	ar, err := deb.LoadAr(r)
 	if err != nil {
 		return nil, fmt.Errorf("not a readable .deb: %w", err)
 	}
-	defer d.Close()
-	if _, err := d.Data.Next(); err != nil {
-		return nil, fmt.Errorf("data member %s: %w", "data.tar"+d.DataExt, err)
+	var ctl []byte
+	for {
+		e, err := ar.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("not a readable .deb: %w", err)
+		}
+		switch {
+		case strings.HasPrefix(e.Name, "control.tar"):
+			if ctl, err = readControlMember(e); err != nil {
+				return nil, fmt.Errorf("member %s: %w", e.Name, err)
+			}
+		case strings.HasPrefix(e.Name, "data.tar"):
+			if err := checkTarMember(e); err != nil {
+				return nil, fmt.Errorf("member %s: %w", e.Name, err)
+			}
+		}
 	}
-	c := d.Control
-	m = &debMeta{
-		Package: c.Package,
-		Version: c.Version.String(),
-		Arch:    c.Architecture.String(),
-		Source:  c.Package,
+	if ctl == nil {
+		return nil, errors.New("not a .deb: no control file in control.tar")
 	}
-	for _, k := range c.Paragraph.Order {
-		m.Fields = append(m.Fields, [2]string{k, c.Paragraph.Values[k]})
+	fields, err := parseControl(ctl)
+	if err != nil {
+		return nil, fmt.Errorf("control: %w", err)
 	}
-	if src, ok := c.Paragraph.Values["Source"]; ok {
-		name, _, _ := strings.Cut(strings.TrimSpace(src), " ")
-		m.Source = name
+	m = &debMeta{Fields: fields}
+	for _, f := range fields {
+		switch f[0] {
+		case "Package":
+			m.Package = f[1]
+		case "Version":
+			m.Version = f[1]
+		case "Architecture":
+			m.Arch = f[1]
+		case "Source":
+			m.Source, _, _ = strings.Cut(f[1], " ")
+		}
+	}
+	if m.Source == "" {
+		m.Source = m.Package
 	}
 	if err := m.validate(); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// readControlMember returns the control file of a control.tar member.
+func readControlMember(e *deb.ArEntry) ([]byte, error) {
+	if !e.IsTarfile() || deb.DecompressorFor(filepath.Ext(e.Name)) == nil {
+		return nil, errors.New("unknown compression")
+	}
+	tr, closer, err := e.Tarfile()
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			return nil, fmt.Errorf("no control file: %w", err)
+		}
+		if path.Clean(h.Name) != "control" {
+			continue
+		}
+		if h.Size > maxControlSize {
+			return nil, fmt.Errorf("control file of %d bytes", h.Size)
+		}
+		return io.ReadAll(io.LimitReader(tr, maxControlSize))
+	}
+}
+
+// checkTarMember checks that a data.tar member starts as a tar archive.
+func checkTarMember(e *deb.ArEntry) error {
+	if !e.IsTarfile() || deb.DecompressorFor(filepath.Ext(e.Name)) == nil {
+		return errors.New("unknown compression")
+	}
+	tr, closer, err := e.Tarfile()
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	if _, err := tr.Next(); err != nil && err != io.EOF {
+		return err
+	}
+	return nil
+}
+
+// parseControl reads a binary package's control file (deb822, one
+// paragraph) keeping every value as written: the text after the colon and
+// each continuation line, so that Packages can repeat it exactly, as
+// apt-ftparchive does. (pault.ag/go/debian's parser folds multi-line values
+// in a way that cannot be written back.) It refuses what dpkg refuses:
+// comments, lines with no colon, a continuation with no field, more than one
+// paragraph.
+func parseControl(data []byte) ([][2]string, error) {
+	if !utf8.Valid(data) {
+		return nil, errors.New("not UTF-8 text")
+	}
+	text := strings.TrimRight(strings.ReplaceAll(string(data), "\r\n", "\n"), "\n")
+	var fields [][2]string
+	for i, line := range strings.Split(text, "\n") {
+		switch {
+		case line == "" || strings.TrimSpace(line) == "":
+			return nil, fmt.Errorf("line %d: more than one paragraph", i+1)
+		case line[0] == ' ' || line[0] == '\t':
+			if len(fields) == 0 {
+				return nil, fmt.Errorf("line %d: continuation line with no field", i+1)
+			}
+			fields[len(fields)-1][1] += "\n" + strings.TrimRight(line, " \t")
+		case line[0] == '#':
+			return nil, fmt.Errorf("line %d: comment", i+1)
+		default:
+			name, value, ok := strings.Cut(line, ":")
+			if !ok {
+				return nil, fmt.Errorf("line %d: no colon in %q", i+1, line)
+			}
+			fields = append(fields, [2]string{name, strings.TrimSpace(value)})
+		}
+	}
+	if len(fields) == 0 {
+		return nil, errors.New("empty")
+	}
+	return fields, nil
 }
 
 func (m *debMeta) validate() error {
@@ -97,6 +203,9 @@ func (m *debMeta) validate() error {
 	seen := make(map[string]bool, len(m.Fields))
 	for _, f := range m.Fields {
 		k, v := f[0], f[1]
+		if (k == "Package" || k == "Version" || k == "Architecture" || k == "Source") && strings.Contains(v, "\n") {
+			return fmt.Errorf("control: field %s spans lines", k)
+		}
 		if !debFieldRE.MatchString(k) || k[0] == '#' || k[0] == '-' {
 			return fmt.Errorf("control: bad field name %q", k)
 		}
@@ -229,24 +338,12 @@ func writeStanza(b *bytes.Buffer, e *entry) {
 	b.WriteString("\n")
 }
 
-// writeFieldValue writes a value as the control parser gave it: the first
-// line after the colon, then continuation lines with an empty line as " .".
+// writeFieldValue writes a value as the package wrote it: the text after
+// the colon, then its continuation lines.
 func writeFieldValue(b *bytes.Buffer, v string) {
-	first, rest, multi := strings.Cut(strings.TrimSuffix(v, "\n"), "\n")
-	if first != "" {
+	if v != "" && v[0] != '\n' {
 		b.WriteString(" ")
-		b.WriteString(first)
 	}
+	b.WriteString(v)
 	b.WriteString("\n")
-	if !multi {
-		return
-	}
-	for line := range strings.SplitSeq(rest, "\n") {
-		if line == "" {
-			line = "."
-		}
-		b.WriteString(" ")
-		b.WriteString(line)
-		b.WriteString("\n")
-	}
 }

@@ -20,8 +20,19 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 )
 
-// testKey is one Ed25519 key per test binary (RSA keys take seconds).
-var testKey = sync.OnceValues(func() (*Key, error) { return newTestKey(Ed25519) })
+// testKey is one Ed25519 key per test binary; rsaTestKey one RSA 4096 key,
+// which takes seconds to make.
+var (
+	testKey    = sync.OnceValues(func() (*Key, error) { return newTestKey(Ed25519) })
+	rsaTestKey = sync.OnceValues(func() (*Key, error) { return newTestKey(RSA4096) })
+)
+
+func testKeyFor(algo Algorithm) (*Key, error) {
+	if algo == RSA4096 {
+		return rsaTestKey()
+	}
+	return testKey()
+}
 
 func newTestKey(algo Algorithm) (*Key, error) {
 	priv, _, err := GenerateKey("sluice test", "test@sluice.invalid", algo, nil)

@@ -205,7 +205,7 @@ const (
 )
 
 var rpmDepTags = []struct {
-	kind                rpmDepKind
+	kind                 rpmDepKind
 	name, flags, version int
 }{
 	{depProvides, 1047, 1112, 1113},
@@ -278,15 +278,19 @@ func parseRPM(r io.ReaderAt, size int64) (m *rpmMeta, err error) {
 // main header).
 func readRPMHeaders(r io.ReaderAt, size int64) (rpmLayout, []byte, error) {
 	var lay rpmLayout
-	if size < rpmLeadSize+rpmIntroSize {
-		return lay, nil, fmt.Errorf("not an .rpm: only %d bytes", size)
-	}
 	var lead [rpmLeadSize]byte
-	if _, err := r.ReadAt(lead[:], 0); err != nil {
-		return lay, nil, fmt.Errorf("read .rpm lead: %w", err)
-	}
-	if !bytes.Equal(lead[:4], []byte{0xed, 0xab, 0xee, 0xdb}) {
+	n, err := r.ReadAt(lead[:min(size, rpmLeadSize)], 0)
+	if n < 4 || !bytes.Equal(lead[:4], []byte{0xed, 0xab, 0xee, 0xdb}) {
+		if err != nil && err != io.EOF {
+			return lay, nil, fmt.Errorf("read .rpm lead: %w", err)
+		}
 		return lay, nil, errors.New("not an .rpm: no RPM lead")
+	}
+	if size < rpmLeadSize+rpmIntroSize {
+		return lay, nil, fmt.Errorf("truncated .rpm: only %d bytes", size)
+	}
+	if n < rpmLeadSize {
+		return lay, nil, fmt.Errorf("read .rpm lead: %w", err)
 	}
 	if lead[4] != 3 && lead[4] != 4 {
 		return lay, nil, fmt.Errorf("unsupported .rpm: format version %d", lead[4])

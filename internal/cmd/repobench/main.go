@@ -253,7 +253,7 @@ func (b *bench) fullIndex(ctx context.Context, s *pkgSet) (sec section, root str
 	}
 	for _, c := range b.full {
 		if !b.tools.have(c.argv[0]) {
-			sec.skip(c.name, c.argv[0])
+			sec.skip(c.name, competitorRole, c.argv[0])
 			continue
 		}
 		dir := filepath.Join(s.dir, c.dir)
@@ -267,15 +267,15 @@ func (b *bench) fullIndex(ctx context.Context, s *pkgSet) (sec section, root str
 			return sec, "", err
 		}
 	}
-	if b.tools.have("sha256sum") {
-		err := sec.measure("sha256sum (one process at a time)", floorRole, func(int) (time.Duration, error) {
+	if name := "sha256sum (one process at a time)"; b.tools.have("sha256sum") {
+		err := sec.measure(name, floorRole, func(int) (time.Duration, error) {
 			return b.tools.sha256sum(ctx, s.src, s.files)
 		})
 		if err != nil {
 			return sec, "", err
 		}
 	} else {
-		sec.skip("sha256sum", "sha256sum")
+		sec.skip(name, floorRole, "sha256sum")
 	}
 	err = sec.measure(fmt.Sprintf("Go sha256 (%d goroutines)", runtime.GOMAXPROCS(0)), floorRole, func(int) (time.Duration, error) {
 		start := time.Now()
@@ -306,8 +306,8 @@ func (b *bench) incremental(ctx context.Context, s, news *pkgSet, root string) (
 
 	c := b.update
 	if !b.tools.have(c.argv[0]) {
-		add.skip(c.name, c.argv[0])
-		noop.skip(c.name, c.argv[0])
+		add.skip(c.name, competitorRole, c.argv[0])
+		noop.skip(c.name, competitorRole, c.argv[0])
 		return add, noop, nil
 	}
 	dir := filepath.Join(s.dir, c.dir)
@@ -373,8 +373,8 @@ func (s *section) measure(tool string, ro role, run func(k int) (time.Duration, 
 	return nil
 }
 
-func (s *section) skip(tool, bin string) {
-	s.rows = append(s.rows, row{tool: tool, role: competitorRole, skipped: "skipped: " + bin + " not found"})
+func (s *section) skip(tool string, ro role, bin string) {
+	s.rows = append(s.rows, row{tool: tool, role: ro, skipped: "skipped: " + bin + " not found"})
 }
 
 // tools runs the other programs, each with a time limit, in its own

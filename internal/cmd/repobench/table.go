@@ -92,7 +92,7 @@ func printTable(w io.Writer, rep *report) {
 				ratio = fmt.Sprintf("%.2f", sl.best.Seconds()/sec)
 			}
 			fmt.Fprintf(w, layout, title, r.tool, runs,
-				fmt.Sprintf("%.3f", sec),
+				fmt.Sprintf("%.4f", sec),
 				fmt.Sprintf("%.0f", float64(s.pkgs)/sec),
 				fmt.Sprintf("%.1f", float64(s.bytes)/1e6/sec),
 				ratio)
@@ -120,11 +120,11 @@ func printTargets(w io.Writer, reps []*report) {
 				sl, ok1 := s.sluice()
 				other, ok2 := s.fastest(ro)
 				if !ok1 || !ok2 {
-					fmt.Fprintf(w, "  %s, %s: not measured\n", rep.format, s.title)
+					fmt.Fprintf(w, "  %-40s not measured\n", rep.format+", "+s.title+":")
 					continue
 				}
 				ratio := sl.best.Seconds() / other.best.Seconds()
-				fmt.Fprintf(w, "  %-40s sluice %.3f s, %s %.3f s: %.2fx  %s\n",
+				fmt.Fprintf(w, "  %-40s sluice %.4f s, %s %.4f s: %.2fx  %s\n",
 					rep.format+", "+s.title+":", sl.best.Seconds(), other.tool, other.best.Seconds(), ratio, verdict(ratio <= limit))
 			}
 		}
@@ -140,14 +140,14 @@ func printTargets(w io.Writer, reps []*report) {
 			}
 			sl, ok := s.sluice()
 			if !ok {
-				fmt.Fprintf(w, "  %s: not measured\n", rep.format)
+				fmt.Fprintf(w, "  %-40s not measured\n", rep.format+", "+s.title+":")
 				continue
 			}
 			note := ""
 			if rep.n != 2000 {
 				note = fmt.Sprintf(" (measured on %d, not 2,000)", rep.n)
 			}
-			fmt.Fprintf(w, "  %-40s sluice %.3f s%s  %s\n", rep.format+", "+s.title+":", sl.best.Seconds(), note, verdict(sl.best < 500*time.Millisecond))
+			fmt.Fprintf(w, "  %-40s sluice %.4f s%s  %s\n", rep.format+", "+s.title+":", sl.best.Seconds(), note, verdict(sl.best < 500*time.Millisecond))
 		}
 	}
 }
