@@ -12,7 +12,7 @@ import (
 // Seeds beyond these are in testdata/fuzz/<target>.
 
 func FuzzParseDeb(f *testing.F) {
-	for _, d := range sampleDebs() {
+	for _, d := range sampleDebs()[:2] {
 		if b, err := d.Bytes(); err == nil {
 			f.Add(b)
 		}
