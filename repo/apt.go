@@ -196,51 +196,37 @@ func (a aptFormat) index(ctx context.Context, st *state) ([]string, error) {
 		return nil, err
 	}
 
-	// Content-addressed copies first: they make no file a reader of the
-	// current Release uses any different.
-	var meta []string
-	for _, f := range files {
-		dir := dist + "/" + pathDir(f.name) + "/by-hash/"
-		for _, p := range []string{dir + "SHA256/" + f.sha256, dir + "MD5Sum/" + f.md5} {
-			if err := writeIfAbsent(a.root, p, f.data); err != nil {
-				return nil, fmt.Errorf("write %s: %w", p, err)
-			}
-			meta = append(meta, p)
-		}
-	}
-	for _, f := range files {
-		if err := writeFileAtomic(a.root, dist+"/"+f.name, f.data); err != nil {
-			return nil, fmt.Errorf("write %s: %w", f.name, err)
-		}
-	}
 	release := a.release(archs, files)
-	var inRelease, detached bytes.Buffer
+	var inRelease, detached, pub bytes.Buffer
 	if err := a.key.ClearSign(&inRelease, release); err != nil {
 		return nil, fmt.Errorf("sign InRelease: %w", err)
 	}
 	if err := a.key.DetachSign(&detached, bytes.NewReader(release)); err != nil {
 		return nil, fmt.Errorf("sign Release: %w", err)
 	}
-	var pub bytes.Buffer
 	if err := a.key.WritePublic(&pub); err != nil {
 		return nil, err
 	}
-	// InRelease is what apt reads first and holds the whole state in one
-	// file: it goes last.
-	for _, w := range []struct {
-		name string
-		data []byte
-	}{
-		{PublicKeyFile, pub.Bytes()},
-		{dist + "/Release", release},
-		{dist + "/Release.gpg", detached.Bytes()},
-		{dist + "/InRelease", inRelease.Bytes()},
-	} {
-		if err := writeFileAtomic(a.root, w.name, w.data); err != nil {
-			return nil, fmt.Errorf("write %s: %w", w.name, err)
+	// The by-hash copies are what apt fetches; the plain index names are
+	// for older clients and are switched with the Release files. InRelease
+	// holds the whole state in one file and is what apt reads first: it
+	// goes last.
+	var meta []string
+	var addressed, pointers []stagedFile
+	for _, f := range files {
+		dir := dist + "/" + pathDir(f.name) + "/by-hash/"
+		for _, p := range []string{dir + "SHA256/" + f.sha256, dir + "MD5Sum/" + f.md5} {
+			addressed = append(addressed, stagedFile{p, f.data})
+			meta = append(meta, p)
 		}
+		pointers = append(pointers, stagedFile{dist + "/" + f.name, f.data})
 	}
-	if err := syncDir(filepath.Join(a.root, filepath.FromSlash(dist))); err != nil {
+	pointers = append(pointers,
+		stagedFile{PublicKeyFile, pub.Bytes()},
+		stagedFile{dist + "/Release", release},
+		stagedFile{dist + "/Release.gpg", detached.Bytes()},
+		stagedFile{dist + "/InRelease", inRelease.Bytes()})
+	if err := commit(a.root, addressed, pointers); err != nil {
 		return nil, err
 	}
 	return meta, nil
@@ -255,15 +241,6 @@ func pathDir(name string) string {
 		return name[:i]
 	}
 	return "."
-}
-
-// writeIfAbsent writes a content-addressed file unless it exists: the name
-// says what the bytes are.
-func writeIfAbsent(root, name string, data []byte) error {
-	if _, err := os.Stat(filepath.Join(root, filepath.FromSlash(name))); err == nil {
-		return nil
-	}
-	return writeFileAtomic(root, name, data)
 }
 
 func (a aptFormat) release(archs []string, files []indexFile) []byte {

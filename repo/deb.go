@@ -129,18 +129,26 @@ func readControlMember(e *deb.ArEntry) ([]byte, error) {
 	}
 }
 
-// checkTarMember checks that a data.tar member starts as a tar archive.
+// checkTarMember checks that a data.tar member starts as its name says: the
+// magic number of its compression, or a tar header. Reading further would
+// cost a decompression of the payload on every publish; apt-ftparchive reads
+// no further either, and dpkg checks the whole payload when it installs.
 func checkTarMember(e *deb.ArEntry) error {
-	if !e.IsTarfile() || deb.DecompressorFor(filepath.Ext(e.Name)) == nil {
+	magic := map[string][]byte{
+		".gz": {0x1f, 0x8b}, ".xz": {0xfd, '7', 'z', 'X', 'Z', 0}, ".zst": {0x28, 0xb5, 0x2f, 0xfd},
+		".bz2": []byte("BZh"), ".lzma": {0x5d, 0, 0},
+	}
+	ext := filepath.Ext(e.Name)
+	want, off := magic[ext], int64(0)
+	if ext == ".tar" {
+		want, off = []byte("ustar"), 257
+	}
+	if want == nil {
 		return errors.New("unknown compression")
 	}
-	tr, closer, err := e.Tarfile()
-	if err != nil {
-		return err
-	}
-	defer closer.Close()
-	if _, err := tr.Next(); err != nil && err != io.EOF {
-		return err
+	got := make([]byte, len(want))
+	if _, err := e.Data.ReadAt(got, off); err != nil || !bytes.Equal(got, want) {
+		return fmt.Errorf("does not start as a %s file", strings.TrimPrefix(ext, "."))
 	}
 	return nil
 }

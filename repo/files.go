@@ -8,13 +8,37 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // writeAtomic writes the bytes that write produces to name (a path below
-// root, slash-separated) under a temporary name in the same directory,
-// fsyncs and renames it into place, so that a reader sees the old file or
-// the new one and never a part.
+// root, slash-separated) under a temporary name in the same directory and
+// renames it into place, so that a reader sees the old file or the new one
+// and never a part. It does not fsync: files nobody reads before the next
+// pointer switch (pool files, content-addressed indices) are made durable
+// all at once by the syncfs in commit, which is much cheaper than an fsync
+// per file.
 func writeAtomic(root, name string, perm os.FileMode, write func(io.Writer) error) error {
+	return writeTemp(root, name, perm, write, false)
+}
+
+// writeFileAtomic replaces name with data durably: it flushes the whole
+// filesystem (this file and every file written before it, such as the pool
+// files and indices the new data names) before the rename, then the
+// directory. Use it for the files clients start from and for the state.
+func writeFileAtomic(root, name string, data []byte) error {
+	err := writeTemp(root, name, 0o644, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	}, true)
+	if err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(filepath.Join(root, filepath.FromSlash(name))))
+}
+
+func writeTemp(root, name string, perm os.FileMode, write func(io.Writer) error, durable bool) error {
 	dst := filepath.Join(root, filepath.FromSlash(name))
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
@@ -37,8 +61,10 @@ func writeAtomic(root, name string, perm os.FileMode, write func(io.Writer) erro
 	if err := f.Chmod(perm); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		return err
+	if durable {
+		if err := unix.Syncfs(int(f.Fd())); err != nil {
+			return fmt.Errorf("syncfs: %w", err)
+		}
 	}
 	if err := f.Close(); err != nil {
 		return err
@@ -50,12 +76,92 @@ func writeAtomic(root, name string, perm os.FileMode, write func(io.Writer) erro
 	return nil
 }
 
-// writeFileAtomic is writeAtomic for bytes in memory.
-func writeFileAtomic(root, name string, data []byte) error {
-	return writeAtomic(root, name, 0o644, func(w io.Writer) error {
-		_, err := w.Write(data)
-		return err
-	})
+// stagedFile is a metadata file of a repository and its bytes.
+type stagedFile struct {
+	name string // slash-separated, below the root
+	data []byte
+}
+
+// commit writes one generation of metadata. The content-addressed files
+// (addressed) go first, each only if absent: no reader of the current
+// metadata uses them. Then the files clients start from (pointers) are
+// written under temporary names, the filesystem is flushed once (which
+// makes the pool files and every file before durable too), and they are
+// renamed into place in order, back to back, the last one being the file
+// a client reads first. Everything, signatures included, is prepared before
+// commit, so that nothing but the filesystem can fail once it starts. On an
+// error before the renames it removes what it created; the repository is
+// then as it was.
+func commit(root string, addressed, pointers []stagedFile) (err error) {
+	var created []string
+	defer func() {
+		if err != nil {
+			removeFiles(root, created)
+		}
+	}()
+	for _, f := range addressed {
+		p := filepath.Join(root, filepath.FromSlash(f.name))
+		if _, err := os.Stat(p); err == nil {
+			continue
+		}
+		err := writeAtomic(root, f.name, 0o644, func(w io.Writer) error {
+			_, err := w.Write(f.data)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("write %s: %w", f.name, err)
+		}
+		created = append(created, f.name)
+	}
+	tmps := make([]string, 0, len(pointers))
+	defer func() {
+		if err != nil {
+			for _, t := range tmps {
+				os.Remove(t)
+			}
+		}
+	}()
+	for _, f := range pointers {
+		dst := filepath.Join(root, filepath.FromSlash(f.name))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return fmt.Errorf("write %s: %w", f.name, err)
+		}
+		t, err := os.CreateTemp(filepath.Dir(dst), ".tmp-"+filepath.Base(dst)+"-")
+		if err != nil {
+			return fmt.Errorf("write %s: %w", f.name, err)
+		}
+		tmps = append(tmps, t.Name())
+		_, err = t.Write(f.data)
+		if err == nil {
+			err = t.Chmod(0o644)
+		}
+		if err == nil && len(tmps) == len(pointers) {
+			err = unix.Syncfs(int(t.Fd()))
+		}
+		if cerr := t.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("write %s: %w", f.name, err)
+		}
+	}
+	dirs := map[string]bool{}
+	for i, f := range pointers {
+		dst := filepath.Join(root, filepath.FromSlash(f.name))
+		if err := os.Rename(tmps[i], dst); err != nil {
+			// Those renamed stay: each is a complete, valid file.
+			tmps = tmps[i:]
+			created = nil
+			return fmt.Errorf("write %s: %w", f.name, err)
+		}
+		dirs[filepath.Dir(dst)] = true
+	}
+	for d := range dirs {
+		if err := syncDir(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // syncDir fsyncs a directory so that renames in it survive a crash.

@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -77,8 +78,7 @@ func publish(ctx context.Context, root string, f format, paths []string, opts Pu
 	if len(files) == 0 {
 		return sum, fmt.Errorf("publish %s: no %s files in %q", root, f.ext(), paths)
 	}
-	cache := newMetaCache(root)
-	incoming, fresh, err := readInputs(ctx, f, cache, files)
+	incoming, err := readInputs(ctx, f, st.bySource(), files)
 	if err != nil {
 		return sum, fmt.Errorf("publish %s: %w", root, err)
 	}
@@ -141,22 +141,33 @@ func publish(ctx context.Context, root string, f format, paths []string, opts Pu
 			removeFiles(root, created)
 		}
 	}()
+	stored := make([]entry, len(changes))
+	errs := make([]error, len(changes))
+	err = forEach(ctx, len(changes), func(i int) {
+		stored[i], errs[i] = f.store(ctx, changes[i].src, changes[i].e)
+		if errs[i] != nil {
+			errs[i] = fmt.Errorf("publish %s: store %s: %w", root, changes[i].src, errs[i])
+		}
+	})
+	for i := range stored {
+		if errs[i] == nil && stored[i].Pool != "" {
+			created = append(created, stored[i].Pool)
+		}
+	}
+	if err == nil {
+		err = errors.Join(errs...)
+	}
+	if err != nil {
+		return sum, err
+	}
 	var gone []string
-	for _, c := range changes {
-		if err := ctx.Err(); err != nil {
-			return sum, err
-		}
-		stored, err := f.store(ctx, c.src, c.e)
-		if err != nil {
-			return sum, fmt.Errorf("publish %s: store %s: %w", root, c.src, err)
-		}
-		created = append(created, stored.Pool)
+	for i, c := range changes {
 		if c.old >= 0 {
 			gone = append(gone, st.Packages[c.old].Pool)
-			st.Packages[c.old] = stored
+			st.Packages[c.old] = stored[i]
 			sum.Replaced++
 		} else {
-			st.Packages = append(st.Packages, stored)
+			st.Packages = append(st.Packages, stored[i])
 			sum.Added++
 		}
 	}
@@ -193,12 +204,6 @@ func publish(ctx context.Context, root string, f format, paths []string, opts Pu
 	if err := removeFiles(root, expired); err != nil {
 		log.Warn("repo old files not removed", "repo", root, "err", err)
 	}
-	for _, e := range fresh {
-		if err := cache.put(e); err != nil {
-			log.Warn("repo metadata cache not written", "repo", root, "err", err)
-			break
-		}
-	}
 	sum.Packages, sum.Generation = len(st.Packages), st.Generation
 	log.Info("repo published", "repo", root, "format", f.name(), "generation", st.Generation,
 		"packages", sum.Packages, "added", sum.Added, "replaced", sum.Replaced)
@@ -224,23 +229,37 @@ func firstWith(files []string, es []entry, f format, id string) string {
 	return ""
 }
 
-// readInputs hashes every file and parses those whose bytes the cache does
-// not know, on all cores. fresh holds the newly parsed entries.
-func readInputs(ctx context.Context, f format, cache metaCache, files []string) (out, fresh []entry, err error) {
-	out = make([]entry, len(files))
-	isFresh := make([]bool, len(files))
+// readInputs hashes every file and parses those whose bytes the repository
+// does not hold already, on all cores.
+func readInputs(ctx context.Context, f format, known map[string]*entry, files []string) ([]entry, error) {
+	out := make([]entry, len(files))
 	errs := make([]error, len(files))
+	err := forEach(ctx, len(files), func(i int) {
+		out[i], errs[i] = readInput(f, known, files[i])
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// forEach calls fn(0) … fn(n-1) on as many goroutines as there are cores,
+// and stops handing out work when ctx ends.
+func forEach(ctx context.Context, n int, fn func(i int)) error {
 	var wg sync.WaitGroup
 	next := make(chan int)
-	for range min(runtime.GOMAXPROCS(0), len(files)) {
+	for range min(runtime.GOMAXPROCS(0), n) {
 		wg.Go(func() {
 			for i := range next {
-				out[i], isFresh[i], errs[i] = readInput(f, cache, files[i])
+				fn(i)
 			}
 		})
 	}
 feed:
-	for i := range files {
+	for i := range n {
 		select {
 		case next <- i:
 		case <-ctx.Done():
@@ -249,47 +268,38 @@ feed:
 	}
 	close(next)
 	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return nil, nil, err
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, nil, err
-	}
-	for i, e := range out {
-		if isFresh[i] {
-			fresh = append(fresh, e)
-		}
-	}
-	return out, fresh, nil
+	return ctx.Err()
 }
 
-func readInput(f format, cache metaCache, path string) (e entry, fresh bool, err error) {
+func readInput(f format, known map[string]*entry, path string) (e entry, err error) {
 	fh, err := os.Open(path)
 	if err != nil {
-		return e, false, err
+		return e, err
 	}
 	defer fh.Close()
 	fi, err := fh.Stat()
 	if err != nil {
-		return e, false, err
+		return e, err
 	}
 	if !fi.Mode().IsRegular() {
-		return e, false, fmt.Errorf("package %s: not a regular file", path)
+		return e, fmt.Errorf("package %s: not a regular file", path)
 	}
-	in, err := hashReader(fh)
+	in, err := hashReader(bufio.NewReaderSize(fh, 1<<16))
 	if err != nil {
-		return e, false, fmt.Errorf("package %s: %w", path, err)
+		return e, fmt.Errorf("package %s: %w", path, err)
 	}
-	if cache.get(in.SHA256, &e) {
-		return e, false, nil
+	if k, ok := known[in.SHA256]; ok {
+		e = *k
+		e.Pool = ""
+		return e, nil
 	}
 	if _, err := fh.Seek(0, io.SeekStart); err != nil {
-		return e, false, err
+		return e, err
 	}
 	e, err = f.parse(fh, in.Size)
 	if err != nil {
-		return e, false, fmt.Errorf("package %s: %w", path, err)
+		return e, fmt.Errorf("package %s: %w", path, err)
 	}
 	e.Size, e.SHA256, e.Source = in.Size, in.SHA256, in.SHA256
-	return e, true, nil
+	return e, nil
 }

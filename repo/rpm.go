@@ -101,14 +101,6 @@ func (m *rpmMeta) poolPath() string {
 	return "Packages/" + strings.ToLower(m.Name[:1]) + "/" + m.nvra() + ".rpm"
 }
 
-// evr is [epoch:]version-release, the epoch shown when not zero.
-func (m *rpmMeta) evr() string {
-	if m.Epoch != 0 {
-		return fmt.Sprintf("%d:%s-%s", m.Epoch, m.Version, m.Release)
-	}
-	return m.Version + "-" + m.Release
-}
-
 // Limits from rpm's hdrblobVerifyLengths (lib/header.c): a header with more
 // tags or data than this is refused by rpm itself.
 const (
@@ -123,15 +115,11 @@ const (
 
 // Signature header tags (rpmtag.h, RPMSIGTAG_*).
 const (
-	rpmSigDSA             = 267
-	rpmSigRSA             = 268
 	rpmSigSHA1            = 269
 	rpmSigLongSize        = 270
 	rpmSigLongArchiveSize = 271
 	rpmSigSHA256          = 273
 	rpmSigSize            = 1000
-	rpmSigPGP             = 1002
-	rpmSigGPG             = 1005
 	rpmSigPayloadSize     = 1007
 )
 

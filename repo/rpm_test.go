@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -120,19 +121,19 @@ func TestParseRPM(t *testing.T) {
 }
 
 // rpmHeaderEntry finds tag in the header at off (intro included) and
-// returns the offset of its data in the file and its type.
-func rpmHeaderEntry(t testing.TB, b []byte, off int, tag uint32) (dataOff int, typ uint32) {
+// returns the offset of its data in the file.
+func rpmHeaderEntry(t testing.TB, b []byte, off int, tag uint32) int {
 	t.Helper()
 	n := int(binary.BigEndian.Uint32(b[off+8:]))
 	data := off + 16 + 16*n
 	for i := range n {
 		e := b[off+16+16*i:]
 		if binary.BigEndian.Uint32(e) == tag {
-			return data + int(binary.BigEndian.Uint32(e[8:])), binary.BigEndian.Uint32(e[4:])
+			return data + int(binary.BigEndian.Uint32(e[8:]))
 		}
 	}
 	t.Fatalf("tag %d not found", tag)
-	return 0, 0
+	return 0
 }
 
 // setRPMString overwrites a string tag of the main header with a value of
@@ -144,14 +145,14 @@ func setRPMString(t testing.TB, b []byte, tag uint32, value string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	off, _ := rpmHeaderEntry(t, b, int(lay.hdrStart), tag)
+	off := rpmHeaderEntry(t, b, int(lay.hdrStart), tag)
 	old := b[off : off+bytes.IndexByte(b[off:], 0)]
 	if len(old) != len(value) {
 		t.Fatalf("tag %d is %q, cannot put %q of another length", tag, old, value)
 	}
 	copy(old, value)
 	sum := sha256.Sum256(b[lay.hdrStart:lay.hdrEnd])
-	doff, _ := rpmHeaderEntry(t, b, rpmLeadSize, rpmSigSHA256)
+	doff := rpmHeaderEntry(t, b, rpmLeadSize, rpmSigSHA256)
 	copy(b[doff:], hex.EncodeToString(sum[:]))
 	return b
 }
@@ -235,6 +236,41 @@ func TestParseRPMMutations(t *testing.T) {
 			parseRPMBytes(b)
 		}()
 	}
+}
+
+// TestParseRPMMemoryBound writes large counts, sizes and offsets into the
+// headers' index entries and intros and checks that parseRPM allocates
+// in proportion to the file, whatever the headers claim. It measures the
+// process's allocations, so it does not run in parallel with other tests.
+func TestParseRPMMemoryBound(t *testing.T) {
+	good := rpmBytes(t, pkgtest.RPM{Name: "mem", Version: "1", Release: "1", Arch: "x86_64",
+		Requires: []string{"a", "b >= 1"}, Files: map[string][]byte{"/etc/x": nil, "/usr/bin/y": []byte("y")}})
+	m, err := parseRPMBytes(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := []uint32{0, 1, 2, 7, 8, 9, 16, 0xffff, 0x10000, 0x7fffffff, 0x80000000, 0xffffffff, uint32(len(good)), 1 << 28}
+	rng := rand.New(rand.NewPCG(3, 4))
+	var ms runtime.MemStats
+	worst := 0.0
+	for i := range 3000 {
+		b := slices.Clone(good)
+		for range 1 + rng.IntN(3) {
+			off := (rng.IntN(int(m.HeaderEnd)-4) / 4) * 4
+			binary.BigEndian.PutUint32(b[off:], values[rng.IntN(len(values))])
+		}
+		runtime.ReadMemStats(&ms)
+		before := ms.TotalAlloc
+		parseRPMBytes(b)
+		runtime.ReadMemStats(&ms)
+		if used := ms.TotalAlloc - before; float64(used)/float64(len(b)) > worst {
+			worst = float64(used) / float64(len(b))
+			if used > 64*uint64(len(b))+1<<20 {
+				t.Fatalf("mutation %d: parseRPM of %d bytes allocated %d bytes", i, len(b), used)
+			}
+		}
+	}
+	t.Logf("at most %.1f bytes allocated per byte of input", worst)
 }
 
 // testHeader builds a header from tag values: []string as a string array,

@@ -73,14 +73,23 @@ func readState(root, format string) (*state, error) {
 	return &st, nil
 }
 
+// bySource indexes the packages by the checksum of the bytes they were
+// published from: the cache of parsed metadata that lets a publish skip
+// parsing a package it has seen.
+func (st *state) bySource() map[string]*entry {
+	m := make(map[string]*entry, len(st.Packages))
+	for i := range st.Packages {
+		m[st.Packages[i].Source] = &st.Packages[i]
+	}
+	return m
+}
+
 func (st *state) write(root string) error {
-	return writeAtomic(root, stateDir+"/state.json", 0o644, func(w io.Writer) error {
-		bw := bufio.NewWriter(w)
-		if err := json.NewEncoder(bw).Encode(st); err != nil {
-			return err
-		}
-		return bw.Flush()
-	})
+	data, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(root, stateDir+"/state.json", data)
 }
 
 // retire records files the new generation no longer names and returns those
@@ -162,43 +171,4 @@ func hashReader(r io.Reader) (input, error) {
 		return input{}, err
 	}
 	return input{Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
-}
-
-// metaCache keeps the metadata parsed from each package, keyed by the
-// SHA-256 of its bytes, so that a package is parsed once whatever its name.
-type metaCache struct{ dir string }
-
-func newMetaCache(root string) metaCache {
-	return metaCache{dir: filepath.Join(root, stateDir, "cache")}
-}
-
-func (c metaCache) path(sha string) string {
-	return filepath.Join(c.dir, sha[:2], sha+".json")
-}
-
-// get fills e from the cache; it reports false on a miss or an unreadable
-// entry (which is then simply parsed again).
-func (c metaCache) get(sha string, e *entry) bool {
-	data, err := os.ReadFile(c.path(sha))
-	if err != nil {
-		return false
-	}
-	var got entry
-	if json.Unmarshal(data, &got) != nil || got.SHA256 != sha {
-		return false
-	}
-	*e = got
-	return true
-}
-
-func (c metaCache) put(e entry) error {
-	data, err := json.Marshal(e)
-	if err != nil {
-		return err
-	}
-	rel, err := filepath.Rel(filepath.Dir(c.dir), c.path(e.SHA256))
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(filepath.Dir(c.dir), filepath.ToSlash(rel), data)
 }

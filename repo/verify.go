@@ -58,7 +58,7 @@ func Verify(ctx context.Context, root string, keyring openpgp.EntityList) ([]Pro
 	}
 	if _, err := r.Stat("repodata/repomd.xml"); err == nil {
 		found = true
-		probs = append(probs, verifyRPM(ctx, root, keyring)...)
+		probs = append(probs, verifyRPM(ctx, root, keyring, false)...)
 	}
 	if !found {
 		return nil, fmt.Errorf("verify %s: no APT (dists/*) or RPM (repodata/repomd.xml) repository found", root)

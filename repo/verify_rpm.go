@@ -16,6 +16,8 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	rpmutils "github.com/sassoftware/go-rpmutils"
@@ -26,7 +28,13 @@ import (
 // its size and checksum, and its open-checksum once decompressed; every
 // package primary.xml names has its size and checksum and carries a valid
 // header signature by a key of keyring. It reports every problem.
-func verifyRPM(ctx context.Context, root string, keyring openpgp.EntityList) (probs []Problem) {
+//
+// repomd.xml and repomd.xml.asc are two files that no rename switches
+// together, so a reader can find them apart while a publish runs. With
+// asClient, verifyRPM does what a client does then: it fetches both again,
+// a bounded number of times. Without, it waits for the publish to end (by
+// taking the publish lock shared) and reads them once more.
+func verifyRPM(ctx context.Context, root string, keyring openpgp.EntityList, asClient bool) (probs []Problem) {
 	bad := func(path string, err error) { probs = append(probs, Problem{Path: path, Err: err}) }
 	r, err := os.OpenRoot(root)
 	if err != nil {
@@ -35,15 +43,23 @@ func verifyRPM(ctx context.Context, root string, keyring openpgp.EntityList) (pr
 	}
 	defer r.Close()
 	const repomdName = "repodata/repomd.xml"
-	repomd, err := readLimited(r, repomdName)
+	repomd, sigErr, err := readRepomd(r, keyring)
+	switch {
+	case sigErr == nil:
+	case asClient:
+		for i := 0; i < 100 && sigErr != nil && ctx.Err() == nil; i++ {
+			time.Sleep(time.Millisecond)
+			repomd, sigErr, err = readRepomd(r, keyring)
+		}
+	default:
+		waitForPublish(ctx, r, func() { repomd, sigErr, err = readRepomd(r, keyring) })
+	}
 	if err != nil {
 		bad(repomdName, err)
 		return probs
 	}
-	if asc, err := readLimited(r, repomdName+".asc"); err != nil {
-		bad(repomdName+".asc", err)
-	} else if _, err := openpgp.CheckArmoredDetachedSignature(keyring, bytes.NewReader(repomd), bytes.NewReader(asc), nil); err != nil {
-		bad(repomdName+".asc", fmt.Errorf("signature of repomd.xml: %w", err))
+	if sigErr != nil {
+		bad(repomdName+".asc", sigErr)
 	}
 	var md repomdDoc
 	if err := xml.Unmarshal(repomd, &md); err != nil {
@@ -75,6 +91,58 @@ func verifyRPM(ctx context.Context, root string, keyring openpgp.EntityList) (pr
 		bad(repomdName, errors.New("no primary data"))
 	}
 	return append(probs, verifyRPMPackages(ctx, r, packages, keyring)...)
+}
+
+// readRepomd reads repomd.xml and checks repomd.xml.asc against it; err is
+// for a repomd.xml that cannot be read, sigErr for a signature that cannot
+// be read or does not match.
+func readRepomd(r *os.Root, keyring openpgp.EntityList) (repomd []byte, sigErr, err error) {
+	repomd, err = readLimited(r, "repodata/repomd.xml")
+	if err != nil {
+		return nil, nil, err
+	}
+	asc, err := readLimited(r, "repodata/repomd.xml.asc")
+	if err != nil {
+		return repomd, err, nil
+	}
+	if _, err := openpgp.CheckArmoredDetachedSignature(keyring, bytes.NewReader(repomd), bytes.NewReader(asc), nil); err != nil {
+		return repomd, fmt.Errorf("signature of repomd.xml: %w", err), nil
+	}
+	return repomd, nil, nil
+}
+
+// waitForPublish runs read while no publish is writing the repository, by
+// holding its lock shared; without a lock file or once ctx is done it
+// does not run read. A publish renames
+// repomd.xml.asc just before repomd.xml, and no rename switches the two
+// together: a reader can find the new signature beside the old repomd.xml
+// for a moment, and must read both again (clients fetch them again). A
+// mismatch that stays when no publish runs is real.
+func waitForPublish(ctx context.Context, r *os.Root, read func()) {
+	f, err := r.Open(stateDir + "/lock")
+	if err != nil {
+		return // not published here, or by another tool
+	}
+	defer f.Close()
+	fd := int(f.Fd())
+	for delay := time.Millisecond; ; delay = min(2*delay, 100*time.Millisecond) {
+		err := syscall.Flock(fd, syscall.LOCK_SH|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+	defer syscall.Flock(fd, syscall.LOCK_UN)
+	read()
 }
 
 // checkRepodataFile checks one file that repomd.xml names, reading it once;

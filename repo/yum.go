@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -38,13 +37,15 @@ func NewRPM(root string, key *Key, log *slog.Logger) *RPM {
 // repository and writes its new metadata.
 //
 // repomd.xml and repomd.xml.asc are two files, and no rename switches both
-// at once: the signature is renamed into place first and repomd.xml last,
-// so a client that fetches repomd.xml and then its signature most often
-// gets a matching pair. A client that gets a pair that does not match
-// must fetch repomd.xml again before it concludes anything (dnf and
-// librepo download both again on their next try); it never sees a
-// repomd.xml that names a missing file, since every file it names is
-// written before it and kept for a few generations after.
+// at once: both are written and synced under temporary names, then the
+// signature is renamed into place and repomd.xml right after it, so a
+// client that fetches repomd.xml and then its signature almost always gets
+// a matching pair. A client that gets a pair that does not match must
+// fetch both again before it concludes anything (dnf fails that attempt
+// and fetches them again on the next; verify re-reads them holding the
+// publish lock); it never sees a repomd.xml that names a missing file,
+// since every file it names is written before it and kept for a few
+// generations after.
 func (r *RPM) Publish(ctx context.Context, paths []string, opts PublishOptions) (Summary, error) {
 	return publish(ctx, r.root, rpmFormat{r}, paths, opts, r.log)
 }
@@ -195,11 +196,10 @@ func (f rpmFormat) index(ctx context.Context, st *state) ([]string, error) {
 		return nil, err
 	}
 	meta := make([]string, 0, len(files))
+	addressed := make([]stagedFile, 0, len(files))
 	for i := range files {
 		name := files[i].href()
-		if err := writeIfAbsent(f.root, name, files[i].gz); err != nil {
-			return nil, fmt.Errorf("write %s: %w", name, err)
-		}
+		addressed = append(addressed, stagedFile{name, files[i].gz})
 		meta = append(meta, name)
 	}
 	repomd := repomdXML(now, files)
@@ -210,22 +210,15 @@ func (f rpmFormat) index(ctx context.Context, st *state) ([]string, error) {
 	if err := f.key.WritePublic(&pub); err != nil {
 		return nil, err
 	}
-	for _, w := range []struct {
-		name string
-		data []byte
-	}{
+	// repomd.xml.asc goes just before repomd.xml: the two cannot be
+	// switched together, and back to back the moment they are apart is as
+	// short as it can be.
+	err := commit(f.root, addressed, []stagedFile{
 		{PublicKeyFile, pub.Bytes()},
 		{"repodata/repomd.xml.asc", asc.Bytes()},
 		{"repodata/repomd.xml", repomd},
-	} {
-		if err := writeFileAtomic(f.root, w.name, w.data); err != nil {
-			return nil, fmt.Errorf("write %s: %w", w.name, err)
-		}
-	}
-	if err := syncDir(filepath.Join(f.root, "repodata")); err != nil {
-		return nil, err
-	}
-	if err := syncDir(f.root); err != nil {
+	})
+	if err != nil {
 		return nil, err
 	}
 	return meta, nil
