@@ -103,7 +103,7 @@ type aptFormat struct{ *APT }
 func (aptFormat) name() string { return "deb" }
 func (aptFormat) ext() string  { return ".deb" }
 
-func (aptFormat) parse(f *os.File, size int64) (entry, error) {
+func (aptFormat) parse(f io.ReaderAt, size int64) (entry, error) {
 	m, err := parseDeb(f, size)
 	if err != nil {
 		return entry{}, err

@@ -1,8 +1,10 @@
 package repo
 
 import (
-	"bufio"
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -41,7 +43,7 @@ type format interface {
 	ext() string
 	// parse reads a package and returns its entry (metadata only; the
 	// caller fills Size and SHA256 of the input).
-	parse(f *os.File, size int64) (entry, error)
+	parse(r io.ReaderAt, size int64) (entry, error)
 	// identity is the key under which a package is unique in a repository.
 	identity(e *entry) string
 	// poolPath is where a package goes, relative to the root.
@@ -271,6 +273,13 @@ feed:
 	return ctx.Err()
 }
 
+// smallPackage is the size up to which a package is read into memory once,
+// then hashed and parsed from there; larger ones are hashed as a stream and
+// parsed from the file.
+const smallPackage = 4 << 20
+
+var bufPool = sync.Pool{New: func() any { return new([]byte) }}
+
 func readInput(f format, known map[string]*entry, path string) (e entry, err error) {
 	fh, err := os.Open(path)
 	if err != nil {
@@ -284,8 +293,24 @@ func readInput(f format, known map[string]*entry, path string) (e entry, err err
 	if !fi.Mode().IsRegular() {
 		return e, fmt.Errorf("package %s: not a regular file", path)
 	}
-	in, err := hashReader(bufio.NewReaderSize(fh, 1<<16))
-	if err != nil {
+	var in input
+	var r io.ReaderAt = fh
+	if size := fi.Size(); size <= smallPackage {
+		bp := bufPool.Get().(*[]byte)
+		defer bufPool.Put(bp)
+		if int64(cap(*bp)) < size+1 {
+			*bp = make([]byte, size+1)
+		}
+		// One byte more than the size tells a file that grew meanwhile.
+		n, err := io.ReadFull(fh, (*bp)[:size+1])
+		if err != io.ErrUnexpectedEOF && err != io.EOF {
+			return e, fmt.Errorf("package %s: changed while it was read", path)
+		}
+		data := (*bp)[:n]
+		sum := sha256.Sum256(data)
+		in = input{Size: int64(n), SHA256: hex.EncodeToString(sum[:])}
+		r = bytes.NewReader(data)
+	} else if in, err = hashReader(fh); err != nil {
 		return e, fmt.Errorf("package %s: %w", path, err)
 	}
 	if k, ok := known[in.SHA256]; ok {
@@ -293,10 +318,7 @@ func readInput(f format, known map[string]*entry, path string) (e entry, err err
 		e.Pool = ""
 		return e, nil
 	}
-	if _, err := fh.Seek(0, io.SeekStart); err != nil {
-		return e, err
-	}
-	e, err = f.parse(fh, in.Size)
+	e, err = f.parse(r, in.Size)
 	if err != nil {
 		return e, fmt.Errorf("package %s: %w", path, err)
 	}

@@ -57,7 +57,7 @@ var _ format = rpmFormat{}
 func (rpmFormat) name() string { return "rpm" }
 func (rpmFormat) ext() string  { return ".rpm" }
 
-func (rpmFormat) parse(f *os.File, size int64) (entry, error) {
+func (rpmFormat) parse(f io.ReaderAt, size int64) (entry, error) {
 	m, err := parseRPM(f, size)
 	if err != nil {
 		return entry{}, err
@@ -90,23 +90,21 @@ func (f rpmFormat) store(ctx context.Context, src string, e entry) (entry, error
 	}
 	var out input
 	err = writeAtomic(f.root, e.Pool, 0o644, func(w io.Writer) error {
-		// Copy the header and payload after the new signature header,
-		// hashing the input again to be sure it is the file that was
-		// checked and signed.
-		srcHash, outHash := sha256.New(), sha256.New()
-		if _, err := io.Copy(srcHash, io.NewSectionReader(in, 0, origLen)); err != nil {
-			return err
-		}
+		// Copy the header and payload after the new signature header. They
+		// are what was checked: parseRPM verified the header's digest and
+		// signing verified the payload's, so a file changed since it was
+		// hashed is caught there or by its size here.
+		outHash := sha256.New()
 		ow := io.MultiWriter(w, outHash)
 		if _, err := ow.Write(sigHeader); err != nil {
 			return err
 		}
 		buf := make([]byte, 256<<10)
-		n, err := io.CopyBuffer(io.MultiWriter(ow, srcHash), ctxReader{ctx, io.NewSectionReader(in, origLen, e.Size-origLen+1)}, buf)
+		n, err := io.CopyBuffer(ow, ctxReader{ctx, io.NewSectionReader(in, origLen, e.Size-origLen+1)}, buf)
 		if err != nil {
 			return err
 		}
-		if hex.EncodeToString(srcHash.Sum(nil)) != e.Source {
+		if n != e.Size-origLen {
 			return fmt.Errorf("%s changed while it was published", src)
 		}
 		out = input{Size: int64(len(sigHeader)) + n, SHA256: hex.EncodeToString(outHash.Sum(nil))}

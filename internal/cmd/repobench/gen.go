@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // pkgSet is one batch of generated packages and the directory that the
@@ -128,4 +129,36 @@ func hashFile(w io.Writer, buf []byte, name string) error {
 	// Hide os.File's WriteTo so that the copy uses buf.
 	_, err = io.CopyBuffer(w, struct{ io.Reader }{f}, buf)
 	return err
+}
+
+// poolLayout does what building a pool costs on this filesystem and no
+// more: a directory and a hard link per package (the APT pool), or a new
+// file per package with its bytes (the RPM pool, where each package is
+// rewritten signed).
+func poolLayout(dir string, files []string, copyBytes bool) (time.Duration, error) {
+	start := time.Now()
+	for i, f := range files {
+		d := filepath.Join(dir, "pool", fmt.Sprintf("p%05d", i))
+		if copyBytes {
+			d = filepath.Join(dir, "Packages")
+		}
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return 0, err
+		}
+		dst := filepath.Join(d, filepath.Base(f))
+		if !copyBytes {
+			if err := os.Link(f, dst); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return 0, err
+		}
+		if err := os.WriteFile(dst, data, 0o644); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(start), os.RemoveAll(dir)
 }

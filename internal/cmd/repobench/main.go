@@ -156,8 +156,10 @@ type format struct {
 	write   writeFunc
 	newRepo func(root string) (publisher, error)
 	full    []command // the other tool's ways to index from scratch
-	update  command   // its way to index again, reusing its earlier run
-	prime   []string  // run once, untimed, before update is timed
+	// poolFloor names the row that times the pool layout alone.
+	poolFloor string
+	update    command  // its way to index again, reusing its earlier run
+	prime     []string // run once, untimed, before update is timed
 }
 
 func newFormat(name string, key *repo.Key, log *slog.Logger) format {
@@ -173,8 +175,9 @@ func newFormat(name string, key *repo.Key, log *slog.Logger) format {
 				{"createrepo_c --no-database", "createrepo", full},
 				{"createrepo_c --no-database --workers 2", "createrepo-w2", []string{"createrepo_c", "--no-database", "--workers", "2", "."}},
 			},
-			update: command{"createrepo_c --update --no-database", "createrepo-update", []string{"createrepo_c", "--update", "--no-database", "."}},
-			prime:  full,
+			update:    command{"createrepo_c --update --no-database", "createrepo-update", []string{"createrepo_c", "--update", "--no-database", "."}},
+			prime:     full,
+			poolFloor: "pool layout alone (a file per package)",
 		}
 	}
 	db := []string{"apt-ftparchive", "--db", "cache.db", "packages", "pool"}
@@ -192,8 +195,9 @@ func newFormat(name string, key *repo.Key, log *slog.Logger) format {
 				"-o", "APT::FTPArchive::MD5=false", "-o", "APT::FTPArchive::SHA1=false", "-o", "APT::FTPArchive::SHA512=false",
 				"packages", "pool"}},
 		},
-		update: command{"apt-ftparchive --db packages", "apt-db", db},
-		prime:  db,
+		update:    command{"apt-ftparchive --db packages", "apt-db", db},
+		prime:     db,
+		poolFloor: "pool layout alone (mkdir + link)",
 	}
 }
 
@@ -281,6 +285,15 @@ func (b *bench) fullIndex(ctx context.Context, s *pkgSet) (sec section, root str
 		start := time.Now()
 		err := hashFiles(ctx, s.files)
 		return time.Since(start), err
+	})
+	if err != nil {
+		return sec, root, err
+	}
+	// The other tools index packages where they lie; sluice also builds a
+	// pool, which costs a directory per source package (deb) or a new file
+	// per signed package (rpm) whatever else it does.
+	err = sec.measure(b.poolFloor, infoRole, func(k int) (time.Duration, error) {
+		return poolLayout(filepath.Join(s.dir, fmt.Sprintf("layout-%d", k)), s.files, b.name == "rpm")
 	})
 	return sec, root, err
 }

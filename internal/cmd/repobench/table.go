@@ -14,6 +14,8 @@ const (
 	sluiceRole role = iota
 	competitorRole
 	floorRole
+	// infoRole rows explain a cost (the pool layout); no target uses them.
+	infoRole
 )
 
 // row is one tool's best time in a measurement.
