@@ -43,6 +43,17 @@ func writeDebs(t testing.TB, dir string, debs []pkgtest.Deb) []string {
 	return paths
 }
 
+// publishDebs publishes debs into a new repository and returns its root.
+func publishDebs(t testing.TB, debs []pkgtest.Deb) string {
+	t.Helper()
+	root, in := t.TempDir(), t.TempDir()
+	writeDebs(t, in, debs)
+	if _, err := newTestAPT(t, root).Publish(t.Context(), []string{in}, PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
 func newTestAPT(t testing.TB, root string) *APT {
 	t.Helper()
 	a, err := NewAPT(root, mustKey(t), APTConfig{Codename: "testing", Origin: "sluice-test", Label: "sluice-test"}, discard)
@@ -192,11 +203,7 @@ func TestAPTAptGetRefusesTampering(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			root, in := t.TempDir(), t.TempDir()
-			writeDebs(t, in, sampleDebs()[:2])
-			if _, err := newTestAPT(t, root).Publish(t.Context(), []string{in}, PublishOptions{}); err != nil {
-				t.Fatal(err)
-			}
+			root := publishDebs(t, sampleDebs()[:2])
 			tc.tamper(t, root)
 			env := newAptEnv(t, root, "testing", filepath.Join(root, PublicKeyFile))
 			out, err := env.run("update")
@@ -410,11 +417,7 @@ func TestAPTVerifyFindsProblems(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			root, in := t.TempDir(), t.TempDir()
-			writeDebs(t, in, sampleDebs()[:2])
-			if _, err := newTestAPT(t, root).Publish(t.Context(), []string{in}, PublishOptions{}); err != nil {
-				t.Fatal(err)
-			}
+			root := publishDebs(t, sampleDebs()[:2])
 			kr := keyring(t, mustKey(t))
 			if probs, err := Verify(t.Context(), root, kr); err != nil || len(probs) > 0 {
 				t.Fatalf("fresh repository: %v %v", probs, err)
@@ -433,11 +436,7 @@ func TestAPTVerifyFindsProblems(t *testing.T) {
 	}
 	t.Run("other-key", func(t *testing.T) {
 		t.Parallel()
-		root, in := t.TempDir(), t.TempDir()
-		writeDebs(t, in, sampleDebs()[:1])
-		if _, err := newTestAPT(t, root).Publish(t.Context(), []string{in}, PublishOptions{}); err != nil {
-			t.Fatal(err)
-		}
+		root := publishDebs(t, sampleDebs()[:1])
 		other, err := newTestKey(Ed25519)
 		if err != nil {
 			t.Fatal(err)
