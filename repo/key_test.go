@@ -3,8 +3,10 @@ package repo
 import (
 	"bytes"
 	"errors"
+	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
@@ -85,5 +87,25 @@ func TestGenerateKeyAlgorithms(t *testing.T) {
 	}
 	if _, _, err := GenerateKey("a", "b@c", "dsa1024", nil); err == nil {
 		t.Fatal("an unknown algorithm was accepted")
+	}
+}
+
+// TestReadKeyCannotSign: a key whose only signing key has expired is
+// refused when it is read, not when the first signature fails.
+func TestReadKeyCannotSign(t *testing.T) {
+	t.Parallel()
+	past := time.Now().Add(-48 * time.Hour)
+	e, err := openpgp.NewEntity("old", "", "old@sluice.invalid", &packet.Config{
+		Algorithm: packet.PubKeyAlgoEdDSA, KeyLifetimeSecs: 3600, Time: func() time.Time { return past },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := armored(&b, openpgp.PrivateKeyType, func(w io.Writer) error { return e.SerializePrivateWithoutSigning(w, nil) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadKey(&b, nil); err == nil || !strings.Contains(err.Error(), "no valid signing key") {
+		t.Fatalf("err = %v, want a key that cannot sign to be refused", err)
 	}
 }

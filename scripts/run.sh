@@ -18,15 +18,15 @@ cat <<TXT
 
 Published and verified. To use the repositories on this machine:
 
-  apt:  echo "deb [signed-by=$RUNDIR/repo/deb/signing-key.pub.asc] file:$RUNDIR/repo/deb sluice-demo main" \\
-          > /etc/apt/sources.list.d/sluice-demo.list && apt-get update
+apt: as root,
+  echo "deb [signed-by=$RUNDIR/repo/deb/signing-key.pub.asc] file:$RUNDIR/repo/deb sluice-demo main" > /etc/apt/sources.list.d/sluice-demo.list
+  apt-get update && apt-get install sluice-hello
 
-  dnf:  cat > /etc/yum.repos.d/sluice-demo.repo <<REPO
-        [sluice-demo]
-        name=sluice demo
-        baseurl=file://$RUNDIR/repo/rpm
-        gpgcheck=1
-        repo_gpgcheck=1
-        gpgkey=file://$RUNDIR/repo/rpm/signing-key.pub.asc
-        REPO
+dnf: put this in /etc/yum.repos.d/sluice-demo.repo, then dnf install sluice-hello
+  [sluice-demo]
+  name=sluice demo
+  baseurl=file://$RUNDIR/repo/rpm
+  gpgcheck=1
+  repo_gpgcheck=1
+  gpgkey=file://$RUNDIR/repo/rpm/signing-key.pub.asc
 TXT
