@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -115,16 +114,11 @@ func (aptFormat) identity(e *entry) string { return e.Deb.key() }
 
 func (a aptFormat) poolPath(e *entry) string { return e.Deb.poolPath(a.cfg.Component) }
 
-// store links the package into the pool when the filesystem allows it, or
-// copies it.
+// store copies the package into the pool, hashing what it copies: the pool
+// holds the bytes that were checked, whatever happens to the input later.
+// (A hard link would be cheaper, but a build tool that rewrites its output
+// in place would then change a published package.)
 func (a aptFormat) store(ctx context.Context, src string, e entry) (entry, error) {
-	dst := filepath.Join(a.root, filepath.FromSlash(e.Pool))
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return e, err
-	}
-	if err := os.Link(src, dst); err == nil {
-		return e, nil
-	}
 	err := writeAtomic(a.root, e.Pool, 0o644, func(w io.Writer) error {
 		in, err := os.Open(src)
 		if err != nil {

@@ -132,31 +132,24 @@ func hashFile(w io.Writer, buf []byte, name string) error {
 }
 
 // poolLayout does what building a pool costs on this filesystem and no
-// more: a directory and a hard link per package (the APT pool), or a new
-// file per package with its bytes (the RPM pool, where each package is
-// rewritten signed).
-func poolLayout(dir string, files []string, copyBytes bool) (time.Duration, error) {
+// more: a new file per package with its bytes, in a directory of its own
+// (the APT pool: pool/<component>/<prefix>/<source>/) or in a shared one
+// (the RPM pool: Packages/<letter>/).
+func poolLayout(dir string, files []string, dirPerPackage bool) (time.Duration, error) {
 	start := time.Now()
 	for i, f := range files {
-		d := filepath.Join(dir, "pool", fmt.Sprintf("p%05d", i))
-		if copyBytes {
-			d = filepath.Join(dir, "Packages")
+		d := filepath.Join(dir, "Packages")
+		if dirPerPackage {
+			d = filepath.Join(dir, "pool", fmt.Sprintf("p%05d", i))
 		}
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return 0, err
-		}
-		dst := filepath.Join(d, filepath.Base(f))
-		if !copyBytes {
-			if err := os.Link(f, dst); err != nil {
-				return 0, err
-			}
-			continue
 		}
 		data, err := os.ReadFile(f)
 		if err != nil {
 			return 0, err
 		}
-		if err := os.WriteFile(dst, data, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(d, filepath.Base(f)), data, 0o644); err != nil {
 			return 0, err
 		}
 	}

@@ -197,7 +197,7 @@ func newFormat(name string, key *repo.Key, log *slog.Logger) format {
 		},
 		update:    command{"apt-ftparchive --db packages", "apt-db", db},
 		prime:     db,
-		poolFloor: "pool layout alone (mkdir + link)",
+		poolFloor: "pool layout alone (mkdir + create)",
 	}
 }
 
@@ -289,11 +289,11 @@ func (b *bench) fullIndex(ctx context.Context, s *pkgSet) (sec section, root str
 	if err != nil {
 		return sec, root, err
 	}
-	// The other tools index packages where they lie; sluice also builds a
-	// pool, which costs a directory per source package (deb) or a new file
-	// per signed package (rpm) whatever else it does.
+	// The other tools index packages where they lie; sluice also copies
+	// them into a pool, which costs a new file per package (and for deb a
+	// directory per source package) whatever else it does.
 	err = sec.measure(b.poolFloor, infoRole, func(k int) (time.Duration, error) {
-		return poolLayout(filepath.Join(s.dir, fmt.Sprintf("layout-%d", k)), s.files, b.name == "rpm")
+		return poolLayout(filepath.Join(s.dir, fmt.Sprintf("layout-%d", k)), s.files, b.name == "deb")
 	})
 	return sec, root, err
 }
@@ -490,7 +490,7 @@ func printNotes(w io.Writer, formats []string) {
 		"wall-clock times, warm page cache everywhere; best of 3 runs when a run takes under 10 s, else 1 run",
 		"sluice runs in-process (Publish with an Ed25519 key); the other tools run as processes, start-up included, output to a file",
 		"each tool indexes its own fresh directory of hard links to the generated packages; sluice starts from an empty repository",
-		"sluice's full index includes putting each package in the pool (a hard link for deb; signing and copying for rpm) and writing and signing the metadata",
+		"sluice's full index includes putting each package in the pool (a copy, hashed as it is written, for deb; a signed copy for rpm) and writing and signing the metadata",
 		"sha256 floors read and hash every package: sha256sum with up to 128 KiB of names per process, one process at a time (as xargs), and Go's crypto/sha256 on all cores",
 		"\"add 1\": each run adds a different new package, so the runs add the N+1st, N+2nd and N+3rd",
 		"\"no-op republish\": sluice is given all N again (it hashes them but parses none)",
