@@ -119,7 +119,7 @@ func (a aptFormat) poolPath(e *entry) string { return e.Deb.poolPath(a.cfg.Compo
 // (A hard link would be cheaper, but a build tool that rewrites its output
 // in place would then change a published package.)
 func (a aptFormat) store(ctx context.Context, src string, e entry) (entry, error) {
-	err := writeAtomic(a.root, e.Pool, 0o644, func(w io.Writer) error {
+	err := createFile(a.root, e.Pool, func(w io.Writer) error {
 		in, err := os.Open(src)
 		if err != nil {
 			return err

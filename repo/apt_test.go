@@ -458,3 +458,50 @@ func flipFirst(root, name string) error {
 	data[min(len(data)-1, 60)] ^= 0x20
 	return os.WriteFile(p, data, 0o644)
 }
+
+// TestAPTRetiredFilesKeepTheirBytes replaces one package twice: the pool
+// file the first replace retired is still served to readers of older
+// metadata, so the second must not write other bytes under its name.
+func TestAPTRetiredFilesKeepTheirBytes(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	a := newTestAPT(t, root)
+	base := pkgtest.Deb{Name: "hello", Version: "1.0", Arch: "amd64"}
+	var pools []string
+	var firstBytes []byte
+	for i, desc := range []string{"first bytes", "second bytes", "third bytes"} {
+		d := base
+		d.Description = desc
+		p := writeDebs(t, t.TempDir(), []pkgtest.Deb{d})
+		if _, err := a.Publish(t.Context(), p, PublishOptions{Replace: i > 0}); err != nil {
+			t.Fatal(err)
+		}
+		st, err := readState(root, "deb")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pools = append(pools, st.Packages[0].Pool)
+		want, _ := os.ReadFile(p[0])
+		if i == 0 {
+			firstBytes = want
+		}
+		for j := range i + 1 {
+			data, err := os.ReadFile(filepath.Join(root, pools[j]))
+			if err != nil {
+				t.Fatalf("after publish %d: pool file of publish %d: %v", i, j, err)
+			}
+			if j == i && !bytes.Equal(data, want) {
+				t.Fatalf("publish %d: pool file %s does not hold the package", i, pools[j])
+			}
+		}
+	}
+	if pools[0] == pools[1] || pools[1] == pools[2] || pools[0] == pools[2] {
+		t.Fatalf("pool names reused: %q", pools)
+	}
+	if first, _ := os.ReadFile(filepath.Join(root, pools[0])); !bytes.Equal(first, firstBytes) {
+		t.Fatal("the retired pool file no longer holds the bytes older metadata names")
+	}
+	if probs, err := Verify(t.Context(), root, keyring(t, mustKey(t))); err != nil || len(probs) > 0 {
+		t.Fatalf("verify: %v %v", probs, err)
+	}
+}

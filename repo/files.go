@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +22,34 @@ import (
 // per file.
 func writeAtomic(root, name string, perm os.FileMode, write func(io.Writer) error) error {
 	return writeTemp(root, name, perm, write, false)
+}
+
+// createFile writes a file under a new name, one that no metadata names
+// yet (a pool file): directly, with no temporary name, since no reader
+// looks for it until the metadata that names it is switched in. A file
+// already there is a leftover of an interrupted publish or has the same
+// content (pool names taken by live or retired files are never reused
+// for other bytes): it is replaced atomically.
+func createFile(root, name string, write func(io.Writer) error) error {
+	dst := filepath.Join(root, filepath.FromSlash(name))
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		return writeAtomic(root, name, 0o644, write)
+	}
+	if err != nil {
+		return err
+	}
+	err = write(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(dst)
+	}
+	return err
 }
 
 // writeFileAtomic replaces name with data durably: it flushes the whole

@@ -93,6 +93,11 @@ func publish(ctx context.Context, root string, f format, paths []string, opts Pu
 		byID[f.identity(&st.Packages[i])] = i
 		byPool[st.Packages[i].Pool] = true
 	}
+	for _, g := range st.Garbage {
+		// Retired files are still served to readers of older metadata:
+		// a new package must not take their names.
+		byPool[g.Path] = true
+	}
 	type change struct {
 		src string
 		e   entry
@@ -122,9 +127,10 @@ func publish(ctx context.Context, root string, f format, paths []string, opts Pu
 		}
 		e.Pool = f.poolPath(&e)
 		if byPool[e.Pool] {
-			// The usual name is taken by the bytes being replaced, which
-			// readers of the current metadata still fetch: use a name of
-			// its own so both stay valid until the switch.
+			// The usual name is taken by the bytes being replaced (or by
+			// retired ones), which readers of the current or an older
+			// metadata still fetch: use a name of its own, named by its
+			// checksum, so both stay valid.
 			e.Pool = filepath.ToSlash(filepath.Join(filepath.Dir(e.Pool), e.Source[:16], filepath.Base(e.Pool)))
 		}
 		byPool[e.Pool] = true

@@ -89,7 +89,7 @@ func (f rpmFormat) store(ctx context.Context, src string, e entry) (entry, error
 		return e, fmt.Errorf("%s changed while it was published", src)
 	}
 	var out input
-	err = writeAtomic(f.root, e.Pool, 0o644, func(w io.Writer) error {
+	err = createFile(f.root, e.Pool, func(w io.Writer) error {
 		// Copy the header and payload after the new signature header. They
 		// are what was checked: parseRPM verified the header's digest and
 		// signing verified the payload's, so a file changed since it was
