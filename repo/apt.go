@@ -114,23 +114,29 @@ func (aptFormat) identity(e *entry) string { return e.Deb.key() }
 
 func (a aptFormat) poolPath(e *entry) string { return e.Deb.poolPath(a.cfg.Component) }
 
-// store copies the package into the pool, hashing what it copies: the pool
-// holds the bytes that were checked, whatever happens to the input later.
-// (A hard link would be cheaper, but a build tool that rewrites its output
-// in place would then change a published package.)
-func (a aptFormat) store(ctx context.Context, src string, e entry) (entry, error) {
+// store copies the package into the pool: from memory when its bytes were
+// kept from the read that hashed them, else from the file, hashing what it
+// copies. Either way the pool holds the bytes that were checked, whatever
+// happens to the input later. (A hard link would be cheaper, but a build
+// tool that rewrites its output in place would then change a published
+// package.)
+func (a aptFormat) store(ctx context.Context, src pkgFile, e entry) (entry, error) {
 	err := createFile(a.root, e.Pool, func(w io.Writer) error {
-		in, err := os.Open(src)
+		if src.data != nil {
+			_, err := w.Write(src.data)
+			return err
+		}
+		in, err := os.Open(src.path)
 		if err != nil {
 			return err
 		}
 		defer in.Close()
-		got, err := hashReader(io.TeeReader(in, w))
+		got, err := hashReader(io.TeeReader(ctxReader{ctx, in}, w))
 		if err != nil {
 			return err
 		}
 		if got.SHA256 != e.SHA256 {
-			return fmt.Errorf("%s changed while it was published", src)
+			return fmt.Errorf("%s changed while it was published", src.path)
 		}
 		return nil
 	})

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // ErrConflict is returned when a package has the identity of one already
@@ -50,7 +51,7 @@ type format interface {
 	poolPath(e *entry) string
 	// store writes the package from src into the pool at e.Pool (a new
 	// name) and returns the entry of the stored bytes.
-	store(ctx context.Context, src string, e entry) (entry, error)
+	store(ctx context.Context, src pkgFile, e entry) (entry, error)
 	// index writes the repository metadata for st.Packages: every
 	// content-addressed file first, the files clients start from last,
 	// each atomically. It returns the content-addressed files it relies on.
@@ -80,7 +81,7 @@ func publish(ctx context.Context, root string, f format, paths []string, opts Pu
 	if len(files) == 0 {
 		return sum, fmt.Errorf("publish %s: no %s files in %q", root, f.ext(), paths)
 	}
-	incoming, err := readInputs(ctx, f, st.bySource(), files)
+	incoming, data, err := readInputs(ctx, f, st.bySource(), files)
 	if err != nil {
 		return sum, fmt.Errorf("publish %s: %w", root, err)
 	}
@@ -99,7 +100,7 @@ func publish(ctx context.Context, root string, f format, paths []string, opts Pu
 		byPool[g.Path] = true
 	}
 	type change struct {
-		src string
+		src pkgFile
 		e   entry
 		old int // index in st.Packages being replaced, or -1
 	}
@@ -134,7 +135,7 @@ func publish(ctx context.Context, root string, f format, paths []string, opts Pu
 			e.Pool = filepath.ToSlash(filepath.Join(filepath.Dir(e.Pool), e.Source[:16], filepath.Base(e.Pool)))
 		}
 		byPool[e.Pool] = true
-		changes = append(changes, change{src: files[i], e: e, old: old})
+		changes = append(changes, change{src: pkgFile{files[i], data[i]}, e: e, old: old})
 	}
 	if len(changes) == 0 && st.Generation > 0 {
 		sum.Packages, sum.Generation = len(st.Packages), st.Generation
@@ -154,7 +155,7 @@ func publish(ctx context.Context, root string, f format, paths []string, opts Pu
 	err = forEach(ctx, len(changes), func(i int) {
 		stored[i], errs[i] = f.store(ctx, changes[i].src, changes[i].e)
 		if errs[i] != nil {
-			errs[i] = fmt.Errorf("publish %s: store %s: %w", root, changes[i].src, errs[i])
+			errs[i] = fmt.Errorf("publish %s: store %s: %w", root, changes[i].src.path, errs[i])
 		}
 	})
 	for i := range stored {
@@ -238,20 +239,25 @@ func firstWith(files []string, es []entry, f format, id string) string {
 }
 
 // readInputs hashes every file and parses those whose bytes the repository
-// does not hold already, on all cores.
-func readInputs(ctx context.Context, f format, known map[string]*entry, files []string) ([]entry, error) {
-	out := make([]entry, len(files))
+// does not hold already, on all cores. data[i] holds the bytes of a new
+// package that was small enough to read into memory, within a budget, so
+// that storing it needs no second read.
+func readInputs(ctx context.Context, f format, known map[string]*entry, files []string) (out []entry, data [][]byte, err error) {
+	out = make([]entry, len(files))
+	data = make([][]byte, len(files))
 	errs := make([]error, len(files))
-	err := forEach(ctx, len(files), func(i int) {
-		out[i], errs[i] = readInput(f, known, files[i])
+	var budget atomic.Int64
+	budget.Store(keepInMemory)
+	err = forEach(ctx, len(files), func(i int) {
+		out[i], data[i], errs[i] = readInput(f, known, files[i], &budget)
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return out, nil
+	return out, data, nil
 }
 
 // forEach calls fn(0) … fn(n-1) on as many goroutines as there are cores,
@@ -281,53 +287,62 @@ feed:
 
 // smallPackage is the size up to which a package is read into memory once,
 // then hashed and parsed from there; larger ones are hashed as a stream and
-// parsed from the file.
-const smallPackage = 4 << 20
+// parsed from the file. keepInMemory bounds the bytes of new packages kept
+// from that read until they are stored.
+const (
+	smallPackage = 4 << 20
+	keepInMemory = 512 << 20
+)
 
-var bufPool = sync.Pool{New: func() any { return new([]byte) }}
+// pkgFile is a package given to a publish: its path, and the bytes that
+// were hashed when they were kept in memory (nil: read the file again, and
+// check it).
+type pkgFile struct {
+	path string
+	data []byte
+}
 
-func readInput(f format, known map[string]*entry, path string) (e entry, err error) {
+func readInput(f format, known map[string]*entry, path string, budget *atomic.Int64) (e entry, data []byte, err error) {
 	fh, err := os.Open(path)
 	if err != nil {
-		return e, err
+		return e, nil, err
 	}
 	defer fh.Close()
 	fi, err := fh.Stat()
 	if err != nil {
-		return e, err
+		return e, nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return e, fmt.Errorf("package %s: not a regular file", path)
+		return e, nil, fmt.Errorf("package %s: not a regular file", path)
 	}
 	var in input
 	var r io.ReaderAt = fh
 	if size := fi.Size(); size <= smallPackage {
-		bp := bufPool.Get().(*[]byte)
-		defer bufPool.Put(bp)
-		if int64(cap(*bp)) < size+1 {
-			*bp = make([]byte, size+1)
-		}
 		// One byte more than the size tells a file that grew meanwhile.
-		n, err := io.ReadFull(fh, (*bp)[:size+1])
+		buf := make([]byte, size+1)
+		n, err := io.ReadFull(fh, buf)
 		if err != io.ErrUnexpectedEOF && err != io.EOF {
-			return e, fmt.Errorf("package %s: changed while it was read", path)
+			return e, nil, fmt.Errorf("package %s: changed while it was read", path)
 		}
-		data := (*bp)[:n]
+		data = buf[:n]
 		sum := sha256.Sum256(data)
 		in = input{Size: int64(n), SHA256: hex.EncodeToString(sum[:])}
 		r = bytes.NewReader(data)
 	} else if in, err = hashReader(fh); err != nil {
-		return e, fmt.Errorf("package %s: %w", path, err)
+		return e, nil, fmt.Errorf("package %s: %w", path, err)
 	}
 	if k, ok := known[in.SHA256]; ok {
 		e = *k
 		e.Pool = ""
-		return e, nil
+		return e, nil, nil
 	}
 	e, err = f.parse(r, in.Size)
 	if err != nil {
-		return e, fmt.Errorf("package %s: %w", path, err)
+		return e, nil, fmt.Errorf("package %s: %w", path, err)
 	}
 	e.Size, e.SHA256, e.Source = in.Size, in.SHA256, in.SHA256
-	return e, nil
+	if data != nil && budget.Add(-int64(len(data))) < 0 {
+		data = nil
+	}
+	return e, data, nil
 }

@@ -74,19 +74,23 @@ func (rpmFormat) poolPath(e *entry) string { return e.RPM.poolPath() }
 // the package's own header and payload. The signature header changes size,
 // so the entry's size, checksum and header range are those of the signed
 // file.
-func (f rpmFormat) store(ctx context.Context, src string, e entry) (entry, error) {
-	in, err := os.Open(src)
-	if err != nil {
-		return e, err
+func (f rpmFormat) store(ctx context.Context, src pkgFile, e entry) (entry, error) {
+	var in io.ReaderAt = bytes.NewReader(src.data)
+	if src.data == nil {
+		fh, err := os.Open(src.path)
+		if err != nil {
+			return e, err
+		}
+		defer fh.Close()
+		in = fh
 	}
-	defer in.Close()
 	now := f.now()
-	sigHeader, origLen, err := signRPM(ctx, in, f.key, now)
+	sigHeader, origLen, err := signRPM(ctx, io.NewSectionReader(in, 0, e.Size), f.key, now)
 	if err != nil {
 		return e, err
 	}
 	if origLen != e.RPM.HeaderStart {
-		return e, fmt.Errorf("%s changed while it was published", src)
+		return e, fmt.Errorf("%s changed while it was published", src.path)
 	}
 	var out input
 	err = createFile(f.root, e.Pool, func(w io.Writer) error {
@@ -105,7 +109,7 @@ func (f rpmFormat) store(ctx context.Context, src string, e entry) (entry, error
 			return err
 		}
 		if n != e.Size-origLen {
-			return fmt.Errorf("%s changed while it was published", src)
+			return fmt.Errorf("%s changed while it was published", src.path)
 		}
 		out = input{Size: int64(len(sigHeader)) + n, SHA256: hex.EncodeToString(outHash.Sum(nil))}
 		return nil
