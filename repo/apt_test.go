@@ -505,3 +505,28 @@ func TestAPTRetiredFilesKeepTheirBytes(t *testing.T) {
 		t.Fatalf("verify: %v %v", probs, err)
 	}
 }
+
+// TestAPTLeftoverPoolFile: a file under a pool name that the state does not
+// know (left by an interrupted publish) is never overwritten: the package
+// takes another name.
+func TestAPTLeftoverPoolFile(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	leftover := filepath.Join(root, "pool/main/h/hello/hello_1.0_amd64.deb")
+	if err := os.MkdirAll(filepath.Dir(leftover), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(leftover, []byte("half a package"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := writeDebs(t, t.TempDir(), []pkgtest.Deb{{Name: "hello", Version: "1.0", Arch: "amd64"}})
+	if _, err := newTestAPT(t, root).Publish(t.Context(), p, PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(leftover); string(data) != "half a package" {
+		t.Fatal("the leftover file was overwritten")
+	}
+	if probs, err := Verify(t.Context(), root, keyring(t, mustKey(t))); err != nil || len(probs) > 0 {
+		t.Fatalf("verify: %v %v", probs, err)
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,19 +25,15 @@ func writeAtomic(root, name string, perm os.FileMode, write func(io.Writer) erro
 
 // createFile writes a file under a new name, one that no metadata names
 // yet (a pool file): directly, with no temporary name, since no reader
-// looks for it until the metadata that names it is switched in. A file
-// already there is a leftover of an interrupted publish or has the same
-// content (pool names taken by live or retired files are never reused
-// for other bytes): it is replaced atomically.
+// looks for it until the metadata that names it is switched in. It never
+// replaces a file: when name exists it returns an error that is
+// fs.ErrExist, and the caller chooses another name.
 func createFile(root, name string, write func(io.Writer) error) error {
 	dst := filepath.Join(root, filepath.FromSlash(name))
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
 	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if errors.Is(err, fs.ErrExist) {
-		return writeAtomic(root, name, 0o644, write)
-	}
 	if err != nil {
 		return err
 	}

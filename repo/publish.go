@@ -2,17 +2,21 @@ package repo
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
+	"path"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -103,19 +107,20 @@ func publish(ctx context.Context, root string, f format, paths []string, opts Pu
 		src pkgFile
 		e   entry
 		old int // index in st.Packages being replaced, or -1
+		k   int // which poolName e.Pool is
 	}
 	var changes []change
-	seen := make(map[string]string)
+	seen := make(map[string]int)
 	for i, e := range incoming {
 		id := f.identity(&e)
-		if prev, ok := seen[id]; ok {
-			if prev != e.Source {
-				return sum, fmt.Errorf("publish %s: %s and %s are both %s with other bytes", root, files[i], firstWith(files, incoming, f, id), id)
+		if j, ok := seen[id]; ok {
+			if incoming[j].Source != e.Source {
+				return sum, fmt.Errorf("publish %s: %s and %s are both %s with other bytes", root, files[j], files[i], id)
 			}
 			sum.Unchanged++
 			continue
 		}
-		seen[id] = e.Source
+		seen[id] = i
 		old, exists := byID[id]
 		switch {
 		case exists && st.Packages[old].Source == e.Source:
@@ -126,16 +131,15 @@ func publish(ctx context.Context, root string, f format, paths []string, opts Pu
 		case !exists:
 			old = -1
 		}
-		e.Pool = f.poolPath(&e)
-		if byPool[e.Pool] {
-			// The usual name is taken by the bytes being replaced (or by
-			// retired ones), which readers of the current or an older
-			// metadata still fetch: use a name of its own, named by its
-			// checksum, so both stay valid.
-			e.Pool = filepath.ToSlash(filepath.Join(filepath.Dir(e.Pool), e.Source[:16], filepath.Base(e.Pool)))
+		// The usual pool name may be taken by the bytes being replaced or
+		// by retired ones, which readers of the current or an older
+		// metadata still fetch: then the package gets a name of its own.
+		var k int
+		for k = 0; byPool[poolName(f.poolPath(&e), e.Source, k)]; k++ {
 		}
+		e.Pool = poolName(f.poolPath(&e), e.Source, k)
 		byPool[e.Pool] = true
-		changes = append(changes, change{src: pkgFile{files[i], data[i]}, e: e, old: old})
+		changes = append(changes, change{src: pkgFile{files[i], data[i]}, e: e, old: old, k: k})
 	}
 	if len(changes) == 0 && st.Generation > 0 {
 		sum.Packages, sum.Generation = len(st.Packages), st.Generation
@@ -153,7 +157,16 @@ func publish(ctx context.Context, root string, f format, paths []string, opts Pu
 	stored := make([]entry, len(changes))
 	errs := make([]error, len(changes))
 	err = forEach(ctx, len(changes), func(i int) {
-		stored[i], errs[i] = f.store(ctx, changes[i].src, changes[i].e)
+		c := changes[i]
+		stored[i], errs[i] = f.store(ctx, c.src, c.e)
+		// A file under the chosen name that the state does not know is
+		// left by an interrupted publish, or named by metadata whose state
+		// was not written: never overwrite it, take the next name.
+		for errors.Is(errs[i], fs.ErrExist) && c.k < maxPoolNames {
+			c.k++
+			c.e.Pool = poolName(f.poolPath(&c.e), c.e.Source, c.k)
+			stored[i], errs[i] = f.store(ctx, c.src, c.e)
+		}
 		if errs[i] != nil {
 			errs[i] = fmt.Errorf("publish %s: store %s: %w", root, changes[i].src.path, errs[i])
 		}
@@ -181,10 +194,7 @@ func publish(ctx context.Context, root string, f format, paths []string, opts Pu
 		}
 	}
 	slices.SortFunc(st.Packages, func(a, b entry) int {
-		if c := cmpString(f.identity(&a), f.identity(&b)); c != 0 {
-			return c
-		}
-		return cmpString(a.Pool, b.Pool)
+		return cmp.Or(strings.Compare(f.identity(&a), f.identity(&b)), strings.Compare(a.Pool, b.Pool))
 	})
 
 	st.Generation++
@@ -219,23 +229,21 @@ func publish(ctx context.Context, root string, f format, paths []string, opts Pu
 	return sum, nil
 }
 
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
+// maxPoolNames bounds the names tried for one package in the pool.
+const maxPoolNames = 100
 
-func firstWith(files []string, es []entry, f format, id string) string {
-	for i := range es {
-		if f.identity(&es[i]) == id {
-			return files[i]
-		}
+// poolName is the k-th name a package may take in the pool: its usual name,
+// then a directory named by its checksum beside it, then that name with a
+// number.
+func poolName(usual, sha string, k int) string {
+	dir, base := path.Split(usual)
+	switch k {
+	case 0:
+		return usual
+	case 1:
+		return dir + sha[:16] + "/" + base
 	}
-	return ""
+	return dir + sha[:16] + "-" + strconv.Itoa(k) + "/" + base
 }
 
 // readInputs hashes every file and parses those whose bytes the repository
