@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"pault.ag/go/debian/control"
 
@@ -528,5 +529,29 @@ func TestAPTLeftoverPoolFile(t *testing.T) {
 	}
 	if probs, err := Verify(t.Context(), root, keyring(t, mustKey(t))); err != nil || len(probs) > 0 {
 		t.Fatalf("verify: %v %v", probs, err)
+	}
+}
+
+// TestAPTGolden pins the bytes of Release and Packages for fixed packages
+// and a fixed clock: a field written without its newline (as
+// "Acquire-By-Hash: yes" once was in another Go implementation) would
+// swallow the next one.
+func TestAPTGolden(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	a, err := NewAPT(root, mustKey(t), APTConfig{Codename: "golden", Origin: "sluice-golden", ValidFor: 7 * 24 * time.Hour}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.now = func() time.Time { return time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC) }
+	if _, err := a.Publish(t.Context(), writeDebs(t, t.TempDir(), sampleDebs()), PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"Release", "main/binary-amd64/Packages", "main/binary-arm64/Packages"} {
+		got, err := os.ReadFile(filepath.Join(root, "dists/golden", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkGolden(t, filepath.Join("testdata", "apt", strings.ReplaceAll(name, "/", "_")), got)
 	}
 }

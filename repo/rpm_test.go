@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"flag"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"reflect"
 	"runtime"
@@ -434,23 +433,7 @@ func TestRepodataGolden(t *testing.T) {
 		"repomd.xml":    repomdXML(time.Unix(1700000200, 0), files),
 	}
 	for name, got := range outputs {
-		golden := filepath.Join("testdata", "rpm", name)
-		if *updateGolden {
-			if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(golden, got, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		want, err := os.ReadFile(golden)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("%s differs from %s:\n%s", name, golden, got)
-		}
+		checkGolden(t, filepath.Join("testdata", "rpm", name), got)
 	}
 	// The gzip files are reproducible: no name, no time stamp.
 	again, err := newRepodataFile("primary", primaryXML(es))
