@@ -102,6 +102,8 @@ type aptFormat struct{ *APT }
 func (aptFormat) name() string { return "deb" }
 func (aptFormat) ext() string  { return ".deb" }
 
+func (a aptFormat) scope() string { return a.cfg.Codename }
+
 func (aptFormat) parse(f io.ReaderAt, size int64) (entry, error) {
 	m, err := parseDeb(f, size)
 	if err != nil {
@@ -170,33 +172,53 @@ func (a aptFormat) architectures(st *state) []string {
 	return slices.Compact(set)
 }
 
+// components are those of the packages (a package stays in the component
+// it was published into) and the one this publish is for.
+func (a aptFormat) components(st *state) []string {
+	set := []string{a.cfg.Component}
+	for _, e := range st.Packages {
+		set = append(set, poolComponent(e.Pool))
+	}
+	slices.Sort(set)
+	return slices.Compact(set)
+}
+
+// poolComponent is the component of a pool path: pool/<component>/...
+func poolComponent(pool string) string {
+	c, _, _ := strings.Cut(strings.TrimPrefix(pool, "pool/"), "/")
+	return c
+}
+
 func (a aptFormat) index(ctx context.Context, st *state) ([]string, error) {
 	dist := "dists/" + a.cfg.Codename
 	archs := a.architectures(st)
+	comps := a.components(st)
 	var files []indexFile
-	for _, arch := range archs {
-		var b bytes.Buffer
-		for i := range st.Packages {
-			e := &st.Packages[i]
-			if e.Deb.Arch == arch || e.Deb.Arch == "all" {
-				writeStanza(&b, e)
+	for _, comp := range comps {
+		for _, arch := range archs {
+			var b bytes.Buffer
+			for i := range st.Packages {
+				e := &st.Packages[i]
+				if poolComponent(e.Pool) == comp && (e.Deb.Arch == arch || e.Deb.Arch == "all") {
+					writeStanza(&b, e)
+				}
 			}
+			dir := comp + "/binary-" + arch + "/"
+			gz, xzData, err := compressIndex(b.Bytes())
+			if err != nil {
+				return nil, fmt.Errorf("compress %s: %w", dir+"Packages", err)
+			}
+			files = append(files,
+				newIndexFile(dir+"Packages", b.Bytes()),
+				newIndexFile(dir+"Packages.gz", gz),
+				newIndexFile(dir+"Packages.xz", xzData))
 		}
-		dir := a.cfg.Component + "/binary-" + arch + "/"
-		gz, xzData, err := compressIndex(b.Bytes())
-		if err != nil {
-			return nil, fmt.Errorf("compress %s: %w", dir+"Packages", err)
-		}
-		files = append(files,
-			newIndexFile(dir+"Packages", b.Bytes()),
-			newIndexFile(dir+"Packages.gz", gz),
-			newIndexFile(dir+"Packages.xz", xzData))
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 
-	release := a.release(archs, files)
+	release := a.release(archs, comps, files)
 	var inRelease, detached, pub bytes.Buffer
 	if err := a.key.ClearSign(&inRelease, release); err != nil {
 		return nil, fmt.Errorf("sign InRelease: %w", err)
@@ -243,7 +265,7 @@ func pathDir(name string) string {
 	return "."
 }
 
-func (a aptFormat) release(archs []string, files []indexFile) []byte {
+func (a aptFormat) release(archs, comps []string, files []indexFile) []byte {
 	now := a.now().UTC()
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "Origin: %s\n", a.cfg.Origin)
@@ -255,7 +277,7 @@ func (a aptFormat) release(archs []string, files []indexFile) []byte {
 		fmt.Fprintf(&b, "Valid-Until: %s\n", now.Add(a.cfg.ValidFor).Format(time.RFC1123Z))
 	}
 	fmt.Fprintf(&b, "Architectures: %s\n", strings.Join(archs, " "))
-	fmt.Fprintf(&b, "Components: %s\n", a.cfg.Component)
+	fmt.Fprintf(&b, "Components: %s\n", strings.Join(comps, " "))
 	b.WriteString("Acquire-By-Hash: yes\n")
 	b.WriteString("MD5Sum:\n")
 	for _, f := range files {

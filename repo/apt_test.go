@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -477,7 +478,7 @@ func TestAPTRetiredFilesKeepTheirBytes(t *testing.T) {
 		if _, err := a.Publish(t.Context(), p, PublishOptions{Replace: i > 0}); err != nil {
 			t.Fatal(err)
 		}
-		st, err := readState(root, "deb")
+		st, err := readState(root, "deb", "testing")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -553,5 +554,49 @@ func TestAPTGolden(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkGolden(t, filepath.Join("testdata", "apt", strings.ReplaceAll(name, "/", "_")), got)
+	}
+}
+
+// TestAPTComponentsAndCodenames: packages stay in the component they were
+// published into, and Release lists every component; a directory holds one
+// codename.
+func TestAPTComponentsAndCodenames(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	root := t.TempDir()
+	publish := func(cfg APTConfig, debs ...pkgtest.Deb) error {
+		a, err := NewAPT(root, mustKey(t), cfg, discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = a.Publish(ctx, writeDebs(t, t.TempDir(), debs), PublishOptions{})
+		return err
+	}
+	if err := publish(APTConfig{Codename: "testing"}, pkgtest.Deb{Name: "free", Version: "1", Arch: "amd64"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := publish(APTConfig{Codename: "testing", Component: "contrib"}, pkgtest.Deb{Name: "extra", Version: "1", Arch: "amd64"}); err != nil {
+		t.Fatal(err)
+	}
+	rel, _ := os.ReadFile(filepath.Join(root, "dists/testing/Release"))
+	if !bytes.Contains(rel, []byte("\nComponents: contrib main\n")) {
+		t.Fatalf("Release does not list both components:\n%s", rel)
+	}
+	for comp, pkg := range map[string]string{"main": "free", "contrib": "extra"} {
+		data, _ := os.ReadFile(filepath.Join(root, "dists/testing", comp, "binary-amd64/Packages"))
+		if got := stanzas(t, data); len(got) != 1 || got[pkg+"_1_amd64"] == nil {
+			t.Errorf("%s lists %v, want only %s", comp, slices.Collect(maps.Keys(got)), pkg)
+		}
+	}
+	if probs, err := Verify(ctx, root, keyring(t, mustKey(t))); err != nil || len(probs) > 0 {
+		t.Fatalf("verify: %v %v", probs, err)
+	}
+	before := treeHash(t, root)
+	err := publish(APTConfig{Codename: "stable"}, pkgtest.Deb{Name: "other", Version: "1", Arch: "amd64"})
+	if err == nil || !strings.Contains(err.Error(), `"testing"`) {
+		t.Fatalf("publishing another codename into the directory: err = %v", err)
+	}
+	if treeHash(t, root) != before {
+		t.Fatal("a refused publish changed the repository")
 	}
 }

@@ -45,6 +45,9 @@ type Summary struct {
 // format is what a repository format adds to the common publish steps.
 type format interface {
 	name() string
+	// scope names what one directory of this format holds (for APT, its
+	// codename), "" when it holds one repository whatever the options.
+	scope() string
 	ext() string
 	// parse reads a package and returns its entry (metadata only; the
 	// caller fills Size and SHA256 of the input).
@@ -74,7 +77,7 @@ func publish(ctx context.Context, root string, f format, paths []string, opts Pu
 		return sum, err
 	}
 	defer unlock()
-	st, err := readState(root, f.name())
+	st, err := readState(root, f.name(), f.scope())
 	if err != nil {
 		return sum, fmt.Errorf("publish %s: %w", root, err)
 	}

@@ -47,6 +47,7 @@ type garbage struct {
 // state is what a repository's state file holds.
 type state struct {
 	Format     string    `json:"format"`
+	Scope      string    `json:"scope,omitempty"`
 	Generation int       `json:"generation"`
 	Packages   []entry   `json:"packages"`
 	Garbage    []garbage `json:"garbage,omitempty"`
@@ -54,10 +55,13 @@ type state struct {
 	Meta []string `json:"meta,omitempty"`
 }
 
-func readState(root, format string) (*state, error) {
+// readState reads the state of the repository at root, which must be of
+// format and scope (for APT, the codename: one directory holds one
+// distribution; publish another into a directory of its own).
+func readState(root, format, scope string) (*state, error) {
 	f, err := os.Open(filepath.Join(root, stateDir, "state.json"))
 	if errors.Is(err, fs.ErrNotExist) {
-		return &state{Format: format}, nil
+		return &state{Format: format, Scope: scope}, nil
 	}
 	if err != nil {
 		return nil, err
@@ -69,6 +73,9 @@ func readState(root, format string) (*state, error) {
 	}
 	if st.Format != format {
 		return nil, fmt.Errorf("%s holds a %s repository, not %s", root, st.Format, format)
+	}
+	if st.Scope != scope {
+		return nil, fmt.Errorf("%s holds the %s repository %q, not %q: publish that into a directory of its own", root, format, st.Scope, scope)
 	}
 	return &st, nil
 }

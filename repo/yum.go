@@ -54,8 +54,9 @@ type rpmFormat struct{ *RPM }
 
 var _ format = rpmFormat{}
 
-func (rpmFormat) name() string { return "rpm" }
-func (rpmFormat) ext() string  { return ".rpm" }
+func (rpmFormat) name() string  { return "rpm" }
+func (rpmFormat) scope() string { return "" }
+func (rpmFormat) ext() string   { return ".rpm" }
 
 func (rpmFormat) parse(f io.ReaderAt, size int64) (entry, error) {
 	m, err := parseRPM(f, size)
