@@ -6,10 +6,10 @@ import (
 	"compress/gzip"
 	"errors"
 	"fmt"
+	"github.com/sluice-ci/sluice/internal/proc"
 	"io"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -574,10 +574,9 @@ func run(t *testing.T, tool string, args ...string) string {
 // The tool must succeed.
 func runNoisy(t *testing.T, tool string, args ...string) (stdout, stderr string) {
 	t.Helper()
-	cmd := exec.CommandContext(t.Context(), pkgtest.NeedTool(t, tool), args...)
+	cmd := proc.Command(t.Context(), pkgtest.NeedTool(t, tool), args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 10 * time.Second
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "LC_ALL=C", "HOME=" + t.TempDir(), "TMPDIR=" + t.TempDir()}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/sluice-ci/sluice/internal/proc"
 	"io"
 	"log/slog"
 	"os"
@@ -435,7 +436,7 @@ func (t *tools) have(bin string) bool {
 func (t *tools) run(ctx context.Context, dir string, stdout io.Writer, argv []string) error {
 	ctx, cancel := context.WithTimeout(ctx, toolTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd := proc.Command(ctx, argv[0], argv[1:]...)
 	cmd.Dir = dir
 	cmd.Env = t.env
 	cmd.Stdout = stdout
@@ -443,7 +444,6 @@ func (t *tools) run(ctx context.Context, dir string, stdout io.Writer, argv []st
 	cmd.Stderr = &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Run(); err != nil {
 		msg := stderr.Bytes()
 		msg = msg[max(0, len(msg)-500):]
