@@ -2,11 +2,11 @@ package repo
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ulikunitz/xz"
@@ -291,29 +292,25 @@ func (a aptFormat) release(archs, comps []string, files []indexFile) []byte {
 }
 
 // compressIndex returns data as gzip and xz, both reproducible (no name, no
-// time stamp).
+// time stamp), compressed at the same time.
 func compressIndex(data []byte) (gz, xzData []byte, err error) {
-	var g bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&g, gzip.BestCompression)
-	if err != nil {
+	var xzErr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		var x bytes.Buffer
+		xw, err := xz.NewWriter(&x)
+		if err == nil {
+			_, err = xw.Write(data)
+		}
+		if err == nil {
+			err = xw.Close()
+		}
+		xzData, xzErr = x.Bytes(), err
+	})
+	gz, err = gzipReproducible(data)
+	wg.Wait()
+	if err = errors.Join(err, xzErr); err != nil {
 		return nil, nil, err
 	}
-	if _, err := zw.Write(data); err != nil {
-		return nil, nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, nil, err
-	}
-	var x bytes.Buffer
-	xw, err := xz.NewWriter(&x)
-	if err != nil {
-		return nil, nil, err
-	}
-	if _, err := xw.Write(data); err != nil {
-		return nil, nil, err
-	}
-	if err := xw.Close(); err != nil {
-		return nil, nil, err
-	}
-	return g.Bytes(), x.Bytes(), nil
+	return gz, xzData, nil
 }
