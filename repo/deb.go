@@ -1,7 +1,10 @@
 package repo
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/bzip2"
+	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +16,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
 	"pault.ag/go/debian/deb"
 	"pault.ag/go/debian/version"
 )
@@ -104,16 +109,58 @@ func parseDeb(r io.ReaderAt, size int64) (m *debMeta, err error) {
 	return m, nil
 }
 
+// Bounds on reading a control.tar: its decompressed size, and the memory a
+// decompressor may take (xz dictionary, zstd window).
+const (
+	maxControlTar    = 64 << 20
+	maxDecoderMemory = 16 << 20
+	maxZstdMemory    = 2 * maxDecoderMemory
+)
+
+// decompressor returns a reader of the decompressed bytes of r, compressed
+// as the member name's extension says, and a function that frees it. It
+// does not use pault.ag/go/debian's decompressors: they pass unknown
+// extensions through as if uncompressed, never close the zstd decoder
+// (whose goroutines then leak, one set per package) and do not bound
+// their memory.
+func decompressor(name string, r io.Reader) (io.Reader, func(), error) {
+	switch ext := path.Ext(name); ext {
+	case ".tar":
+		return r, func() {}, nil
+	case ".gz":
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			return nil, nil, err
+		}
+		return zr, func() { zr.Close() }, nil
+	case ".xz":
+		xr, err := xz.ReaderConfig{DictCap: maxDecoderMemory}.NewReader(r)
+		if err != nil {
+			return nil, nil, err
+		}
+		return xr, func() {}, nil
+	case ".zst":
+		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(maxDecoderMemory), zstd.WithDecoderMaxMemory(maxZstdMemory))
+		if err != nil {
+			return nil, nil, err
+		}
+		return zr, zr.Close, nil
+	case ".bz2":
+		return bzip2.NewReader(r), func() {}, nil
+	default:
+		return nil, nil, fmt.Errorf("unknown compression %q", ext)
+	}
+}
+
 // readControlMember returns the control file of a control.tar member.
 func readControlMember(e *deb.ArEntry) ([]byte, error) {
-	if !e.IsTarfile() || deb.DecompressorFor(filepath.Ext(e.Name)) == nil {
-		return nil, errors.New("unknown compression")
-	}
-	tr, closer, err := e.Tarfile()
+	r, free, err := decompressor(e.Name, e.Data)
 	if err != nil {
 		return nil, err
 	}
-	defer closer.Close()
+	defer free()
+	tr := tar.NewReader(io.LimitReader(r, maxControlTar))
 	for {
 		h, err := tr.Next()
 		if err != nil {
