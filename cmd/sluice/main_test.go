@@ -81,4 +81,13 @@ func TestKeyPublishVerify(t *testing.T) {
 	if _, err := sluice(t, "repo", "publish", "--format", "zip", "--out", repoDir, "--key", filepath.Join(keys, "signing-key.asc"), in); err == nil {
 		t.Fatal("an unknown format was accepted")
 	}
+	for _, args := range [][]string{
+		{"--format", "rpm", "--codename", "x"},
+		{"--format", "deb"},
+	} {
+		full := append([]string{"repo", "publish", "--out", repoDir, "--key", filepath.Join(keys, "signing-key.asc")}, args...)
+		if out, err := sluice(t, append(full, in)...); err == nil {
+			t.Fatalf("repo publish %v was accepted:\n%s", args, out)
+		}
+	}
 }

@@ -32,6 +32,21 @@ func newRepoPublishCmd(log *slog.Logger) *cobra.Command {
 			"bytes is refused unless --replace is given. RPMs are signed with the key as they are stored.",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			debOnly := []string{"codename", "suite", "component", "origin", "label", "arch", "valid-for"}
+			switch format {
+			case "deb":
+				if cfg.Codename == "" {
+					return fmt.Errorf("repo publish: --codename is required with --format deb")
+				}
+			case "rpm":
+				for _, n := range debOnly {
+					if cmd.Flags().Changed(n) {
+						return fmt.Errorf("repo publish: --%s is for --format deb", n)
+					}
+				}
+			default:
+				return fmt.Errorf("repo publish: --format must be deb or rpm, not %q", format)
+			}
 			key, err := loadKey(keyFile, passFile)
 			if err != nil {
 				return err
@@ -54,8 +69,6 @@ func newRepoPublishCmd(log *slog.Logger) *cobra.Command {
 				if err != nil {
 					return err
 				}
-			default:
-				return fmt.Errorf("repo publish: --format must be deb or rpm, not %q", format)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d packages (generation %d): %d added, %d replaced, %d unchanged\n",
 				out, sum.Packages, sum.Generation, sum.Added, sum.Replaced, sum.Unchanged)
