@@ -3,21 +3,22 @@
 # they are missing. Idempotent, and quiet when everything is present.
 set -euo pipefail
 
-# package:command that shows it is installed
 need=(
-  apt-utils:apt-ftparchive
-  createrepo-c:createrepo_c
-  rpm:rpmkeys
-  dnf:dnf
-  dpkg-dev:dpkg-scanpackages
-  gpgv:gpgv
-  xz-utils:xz
+  apt-utils      # apt-ftparchive: parity test and benchmark
+  createrepo-c   # createrepo_c: parity test and benchmark
+  rpm            # rpmkeys, rpmbuild, rpm2archive
+  dnf            # reads the published RPM repository
+  dpkg-dev       # dpkg-buildpackage
+  debhelper      # dh, for the sample source packages
+  build-essential
+  gpgv           # apt's signature check
+  xz-utils
 )
 
 missing=()
-for n in "${need[@]}"; do
-  pkg=${n%%:*} cmd=${n#*:}
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+for pkg in "${need[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+  [ "$status" = "install ok installed" ] || missing+=("$pkg")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
