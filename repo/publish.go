@@ -352,7 +352,7 @@ func readInput(f format, known map[string]*entry, path string, budget *atomic.In
 		return e, nil, fmt.Errorf("package %s: %w", path, err)
 	}
 	e.Size, e.SHA256, e.Source = in.Size, in.SHA256, in.SHA256
-	if data != nil && budget.Add(-int64(len(data))) < 0 {
+	if data != nil && (budget == nil || budget.Add(-int64(len(data))) < 0) {
 		data = nil
 	}
 	return e, data, nil

@@ -21,7 +21,7 @@ var allowedImports = map[string][]string{
 	"zuul":     {"store"},
 	"pipeline": {"zuul", "jobs", "results", "store"},
 	"jobs":     {"results", "store"},
-	"builder":  {"results", "store"},
+	"builder":  {"results", "store", "repo"}, // repo reads packages
 	"repo":     {"results", "store"},
 	"systest":  {"results", "store"},
 	"mirror":   {"results", "store", "repo"},
