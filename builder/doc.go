@@ -1,6 +1,8 @@
 // Package builder turns a change's sources into packages: it checks the
-// sources out of git (go-git, with one bare cache per project), works out
-// the version a test build carries, and keeps build outputs in a
-// content-addressed artifact store. Build back-ends (dpkg-buildpackage,
-// rpmbuild) and build records come next (see the builder issue).
+// sources out of git (go-git, with one bare cache per project), builds them
+// with a back-end per format (dpkg-buildpackage, rpmbuild; chroot back-ends
+// can come later behind the same interface), gives test builds a version
+// that sorts below the release, keeps every output in a content-addressed
+// artifact store, and writes a build record that says where each package
+// came from.
 package builder

@@ -1,0 +1,252 @@
+package builder
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	debversion "pault.ag/go/debian/version"
+
+	"github.com/sluice-ci/sluice/internal/pkgtest"
+	"github.com/sluice-ci/sluice/internal/proc"
+)
+
+// buildTestRepo makes a git repository from a sample source tree (copied,
+// then changed by edit when it is not nil), commits it, and points a Gerrit
+// change ref at the commit. It returns the repository's path.
+func buildTestRepo(t *testing.T, sample string, edit func(dir string)) string {
+	t.Helper()
+	dir := t.TempDir()
+	if _, err := copyTree(filepath.Join("testdata", "src", sample), dir); err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(dir)
+	}
+	r, err := git.PlainInit(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wt, err := r.Worktree()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wt.AddGlob("."); err != nil {
+		t.Fatal(err)
+	}
+	sig := &object.Signature{Name: "Test", Email: "test@example.org", When: time.Unix(1793620800, 0)}
+	h, err := wt.Commit("sample", &git.CommitOptions{Author: sig, Committer: sig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Storer.SetReference(plumbing.NewHashReference("refs/changes/45/12345/2", h)); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func newTestBuilder(t *testing.T, data string, timeout time.Duration) *Builder {
+	t.Helper()
+	arts, err := NewArtifacts(filepath.Join(data, "artifacts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { arts.Close() })
+	work := filepath.Join(data, "work")
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	backends := []Backend{Deb{}, &RPM{NoDeps: true, AssumeInstalled: []string{"gcc", "make"}}}
+	env := []string{"PATH=" + os.Getenv("PATH"), "LC_ALL=C.UTF-8", "SOURCE_DATE_EPOCH=1793620800"}
+	return New(NewSources(filepath.Join(data, "git"), log), arts, backends,
+		Config{WorkDir: work, Timeout: timeout, Env: env, Version: "test"}, log)
+}
+
+// TestBuildChange builds both samples in both formats from a change ref, as
+// a test build, and checks what the records say against the packages and
+// the artifact store.
+func TestBuildChange(t *testing.T) {
+	t.Parallel()
+	pkgtest.NeedTool(t, "dpkg-buildpackage")
+	pkgtest.NeedTool(t, "rpmbuild")
+	for _, tc := range []struct{ sample, debRelease, rpmRelease string }{
+		{"hello-c", "1.2-3", "3"},
+		{"hello-sh", "0.9-1", "1"},
+	} {
+		t.Run(tc.sample, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			upstream := buildTestRepo(t, tc.sample, nil)
+			data := t.TempDir()
+			b := newTestBuilder(t, data, 5*time.Minute)
+			req := Request{Project: "samples/" + tc.sample, URL: "file://" + upstream, Ref: "refs/changes/45/12345/2",
+				Change: 12345, Patchset: 2, OutDir: filepath.Join(t.TempDir(), "out")}
+			recs, err := b.Build(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) != 2 {
+				t.Fatalf("%d records, want one per format", len(recs))
+			}
+			for _, r := range recs {
+				if r.Outcome != Passed {
+					t.Fatalf("%s: %s: %s\n%s", r.Format, r.Outcome, r.Reason, strings.Join(r.LogTail, "\n"))
+				}
+				if r.Commit == "" || r.Tree == "" || len(r.Commands) == 0 || r.Log.SHA256 == "" {
+					t.Errorf("%s: record lacks provenance: %+v", r.Format, r)
+				}
+				binaries := 0
+				for _, o := range r.Outputs {
+					if err := b.artifacts.Verify(o.SHA256); err != nil {
+						t.Errorf("%s: stored bytes do not match the record: %v", o.Name, err)
+					}
+					if o.Package == nil {
+						continue
+					}
+					binaries++
+					p := filepath.Join(req.OutDir, r.Format, o.Name)
+					switch r.Format {
+					case "deb":
+						out := runTool(t, "dpkg-deb", "--field", p, "Version")
+						if !strings.Contains(out, "~c12345.p2") {
+							t.Errorf("%s: version %q does not name the change", o.Name, out)
+						}
+						if debversion.Compare(mustDebVersion(t, o.Package.EVR()), mustDebVersion(t, tc.debRelease)) >= 0 {
+							t.Errorf("%s: %s does not sort below the release %s", o.Name, o.Package.EVR(), tc.debRelease)
+						}
+					case "rpm":
+						out := runTool(t, "rpm", "-qp", "--qf", "%{RELEASE}", p)
+						if !strings.HasPrefix(out, tc.rpmRelease) || !strings.HasSuffix(out, "~c12345.p2") {
+							t.Errorf("%s: release %q does not name the change", o.Name, out)
+						}
+					}
+				}
+				if binaries == 0 {
+					t.Errorf("%s: no binary package in %v", r.Format, r.Outputs)
+				}
+				if _, err := os.Stat(filepath.Join(req.OutDir, r.Format, "record.json")); err != nil {
+					t.Errorf("%s: no record beside the outputs: %v", r.Format, err)
+				}
+			}
+
+			// The same commit again: no fetch, no new bytes in the store.
+			objects := countFiles(t, filepath.Join(data, "artifacts"))
+			req.OutDir = filepath.Join(t.TempDir(), "out2")
+			co, err := b.sources.Checkout(ctx, req.Project, req.URL, req.Ref, t.TempDir())
+			if err != nil || co.Fetched {
+				t.Fatalf("second checkout: fetched=%v err=%v", co != nil && co.Fetched, err)
+			}
+			if _, err := b.Build(ctx, req); err != nil {
+				t.Fatal(err)
+			}
+			// Builds are reproducible here except for what dpkg and rpm
+			// stamp (build dates in .buildinfo, signatures): count only
+			// that nothing is stored twice for identical bytes.
+			if again := countFiles(t, filepath.Join(data, "artifacts")); again > 2*objects {
+				t.Errorf("artifact store grew from %d to %d objects", objects, again)
+			}
+		})
+	}
+}
+
+// TestBuildFailures: a failing build, a timed-out build, a tree with no
+// layout and a missing ref each give an outcome with the reason.
+func TestBuildFailures(t *testing.T) {
+	t.Parallel()
+	pkgtest.NeedTool(t, "dpkg-buildpackage")
+	breakRules := func(script string) func(dir string) {
+		return func(dir string) {
+			rules := "#!/usr/bin/make -f\n%:\n\t" + script + "\n"
+			if err := os.WriteFile(filepath.Join(dir, "debian", "rules"), []byte(rules), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		edit    func(dir string)
+		ref     string
+		timeout time.Duration
+		outcome string
+		reason  string
+		tail    string
+	}{
+		{"fails", breakRules("echo sluice-broken-build >&2; exit 1"), "", time.Minute, Failed, "dpkg-buildpackage", "sluice-broken-build"},
+		{"times-out", breakRules("sleep 60"), "", 3 * time.Second, Failed, "timed out", ""},
+		{"no-layout", func(dir string) { os.RemoveAll(filepath.Join(dir, "debian")) }, "", time.Minute, Error, "no deb layout", ""},
+		{"missing-ref", nil, "refs/changes/45/12345/9", time.Minute, Error, "not found", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			upstream := buildTestRepo(t, "hello-sh", tc.edit)
+			b := newTestBuilder(t, t.TempDir(), tc.timeout)
+			ref := tc.ref
+			if ref == "" {
+				ref = "refs/changes/45/12345/2"
+			}
+			start := time.Now()
+			recs, err := b.Build(t.Context(), Request{Project: "hello-sh", URL: upstream, Ref: ref, Change: 12345, Patchset: 2,
+				Formats: []string{"deb"}, OutDir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) != 1 {
+				t.Fatalf("%d records, want 1", len(recs))
+			}
+			r := recs[0]
+			if r.Outcome != tc.outcome || !strings.Contains(r.Reason, tc.reason) {
+				t.Fatalf("outcome %s (%s), want %s saying %q", r.Outcome, r.Reason, tc.outcome, tc.reason)
+			}
+			if tc.tail != "" && !strings.Contains(strings.Join(r.LogTail, "\n"), tc.tail) {
+				t.Fatalf("log tail does not show the failure:\n%s", strings.Join(r.LogTail, "\n"))
+			}
+			if len(r.Outputs) != 0 {
+				t.Fatalf("a failed build recorded outputs: %v", r.Outputs)
+			}
+			if tc.name == "times-out" && time.Since(start) > 30*time.Second {
+				t.Fatalf("a 3 s time-out took %s", time.Since(start))
+			}
+		})
+	}
+}
+
+func runTool(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	out, err := proc.Command(ctx, name, args...).Output()
+	if err != nil {
+		t.Fatalf("%s %v: %v", name, args, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func mustDebVersion(t *testing.T, s string) debversion.Version {
+	t.Helper()
+	v, err := debversion.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func countFiles(t *testing.T, dir string) int {
+	t.Helper()
+	n := 0
+	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			n++
+		}
+		return nil
+	})
+	return n
+}
