@@ -9,7 +9,8 @@ import (
 
 // Job is one build of one format from a checked-out tree.
 type Job struct {
-	// Dir is the checked-out tree; the back-end may write into it.
+	// Dir is the checked-out tree. Back-ends only read it: the formats
+	// of one change build from one tree.
 	Dir string
 	// OutDir is an empty directory that receives the outputs and nothing
 	// else.

@@ -159,16 +159,8 @@ func (b *Builder) Build(ctx context.Context, req Request) ([]*Record, error) {
 		return []*Record{&r}, b.save(req.OutDir, "source", &r)
 	}
 	var recs []*Record
-	for i, be := range todo {
-		// Each format builds from its own copy of the tree: a back-end
-		// may write into it.
-		dir := co.Dir
-		if i < len(todo)-1 {
-			if dir, err = copyTree(co.Dir, filepath.Join(work, "tree-"+be.Format())); err != nil {
-				return nil, fmt.Errorf("build %s: %w", req.Project, err)
-			}
-		}
-		r, err := b.buildOne(ctx, be, dir, work, req, base)
+	for _, be := range todo {
+		r, err := b.buildOne(ctx, be, co.Dir, work, req, base)
 		if err != nil {
 			return nil, err
 		}
@@ -352,41 +344,4 @@ func newID() string {
 func hostname() string {
 	h, _ := os.Hostname()
 	return h
-}
-
-// copyTree copies the regular files, directories and symlinks of src to
-// dst, keeping modes.
-func copyTree(src, dst string) (string, error) {
-	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(dst, rel)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		switch {
-		case d.IsDir():
-			return os.MkdirAll(target, info.Mode().Perm()|0o700)
-		case d.Type()&os.ModeSymlink != 0:
-			link, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			return os.Symlink(link, target)
-		case d.Type().IsRegular():
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			return os.WriteFile(target, data, info.Mode().Perm())
-		}
-		return nil
-	})
-	return dst, err
 }

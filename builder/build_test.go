@@ -24,8 +24,8 @@ import (
 // change ref at the commit. It returns the repository's path.
 func buildTestRepo(t *testing.T, sample string, edit func(dir string)) string {
 	t.Helper()
-	dir := t.TempDir()
-	if _, err := copyTree(filepath.Join("testdata", "src", sample), dir); err != nil {
+	dir := filepath.Join(t.TempDir(), "src")
+	if err := copyTree(filepath.Join("testdata", "src", sample), dir); err != nil {
 		t.Fatal(err)
 	}
 	if edit != nil {

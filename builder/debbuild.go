@@ -1,10 +1,8 @@
 package builder
 
 import (
-	"archive/tar"
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -12,7 +10,6 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -238,7 +235,7 @@ func (Deb) Build(ctx context.Context, job Job) (Result, error) {
 	}
 	upstream := top.upstream()
 	tree := filepath.Join(parent, top.Source+"-"+upstream)
-	if err := debCopyTree(job.Dir, tree); err != nil {
+	if err := copyTree(job.Dir, tree); err != nil {
 		return res, err
 	}
 	if job.Change != 0 {
@@ -517,10 +514,10 @@ func debWriteFileIn(dir, name string, data []byte) error {
 	return nil
 }
 
-// debCopyTree copies the tree src to the new directory dst: directories,
+// copyTree copies the tree src to the new directory dst: directories,
 // regular files and symbolic links (as links), with their permissions,
 // but not a .git at the top. Any other kind of file is an error.
-func debCopyTree(src, dst string) error {
+func copyTree(src, dst string) error {
 	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -551,7 +548,7 @@ func debCopyTree(src, dst string) error {
 			}
 			return os.Symlink(link, target)
 		case d.Type().IsRegular():
-			return debCopyFile(p, target, info.Mode().Perm())
+			return copyFile(p, target, info.Mode().Perm())
 		}
 		return fmt.Errorf("%s: not a directory, regular file or symbolic link", p)
 	})
@@ -561,8 +558,8 @@ func debCopyTree(src, dst string) error {
 	return nil
 }
 
-// debCopyFile copies the regular file src to the new file dst.
-func debCopyFile(src, dst string, perm fs.FileMode) error {
+// copyFile copies the regular file src to the new file dst.
+func copyFile(src, dst string, perm fs.FileMode) error {
 	in, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
@@ -585,97 +582,18 @@ func debCopyFile(src, dst string, perm fs.FileMode) error {
 }
 
 // debWriteOrig writes the tree without its debian/ directory as the
-// gzipped tar dst, every name under prefix/. The tarball depends on the
-// tree's names, contents, execute bits and symbolic links only: names in
-// lexical order, every time (gzip's too) mtime, owner root (0), modes
-// 0755 or 0644.
+// gzipped tar dst, every name under prefix/ (see writeTarball).
 func debWriteOrig(tree, prefix string, mtime time.Time, dst string) error {
-	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	root, err := os.OpenRoot(tree)
 	if err != nil {
 		return fmt.Errorf("builder: orig tarball: %w", err)
 	}
-	err = debWriteTar(f, tree, prefix, mtime)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	defer root.Close()
+	err = writeSourceTarball(root, dst, prefix, mtime.Truncate(time.Second), func(name string) bool { return name == "debian" })
 	if err != nil {
 		return fmt.Errorf("builder: orig tarball %s: %w", filepath.Base(dst), err)
 	}
 	return nil
-}
-
-func debWriteTar(w io.Writer, tree, prefix string, mtime time.Time) error {
-	mtime = mtime.Truncate(time.Second)
-	zw, err := gzip.NewWriterLevel(w, gzip.BestCompression)
-	if err != nil {
-		return err
-	}
-	zw.ModTime = mtime
-	tw := tar.NewWriter(zw)
-	// WalkDir visits in lexical order.
-	err = filepath.WalkDir(tree, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(tree, p)
-		if err != nil {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
-		if rel == "debian" {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		hdr := &tar.Header{
-			Name:    path.Join(prefix, rel),
-			ModTime: mtime,
-			Uname:   "root",
-			Gname:   "root",
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		switch {
-		case d.IsDir():
-			hdr.Typeflag, hdr.Name, hdr.Mode = tar.TypeDir, hdr.Name+"/", 0o755
-		case d.Type()&fs.ModeSymlink != 0:
-			if hdr.Linkname, err = os.Readlink(p); err != nil {
-				return err
-			}
-			hdr.Typeflag, hdr.Mode = tar.TypeSymlink, 0o777
-		case d.Type().IsRegular():
-			hdr.Typeflag, hdr.Size, hdr.Mode = tar.TypeReg, info.Size(), 0o644
-			if info.Mode()&0o111 != 0 {
-				hdr.Mode = 0o755
-			}
-		default:
-			return fmt.Errorf("%s: not a directory, regular file or symbolic link", rel)
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if hdr.Typeflag != tar.TypeReg {
-			return nil
-		}
-		f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		// A file that grew would overrun the header's size.
-		_, err = io.Copy(tw, io.LimitReader(f, hdr.Size))
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	return zw.Close()
 }
 
 // debOutputName is the name of a file dpkg-buildpackage makes:
@@ -732,7 +650,7 @@ func debMove(src, dst string) error {
 	err := os.Link(src, dst)
 	if err != nil && !errors.Is(err, fs.ErrExist) {
 		// Another file system, or one without hard links.
-		err = debCopyFile(src, dst, 0o644)
+		err = copyFile(src, dst, 0o644)
 	}
 	if err != nil {
 		return err

@@ -1,10 +1,7 @@
 package builder
 
 import (
-	"archive/tar"
-	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -195,7 +192,7 @@ func (r *RPM) build(ctx context.Context, job Job, run *rpmRunner) (Result, error
 	if err != nil {
 		return res, fmt.Errorf("rpmbuild %s: %w", spec, err)
 	}
-	if err := rpmWriteSource0(tree, filepath.Join(sources, source0), nevr.name+"-"+nevr.ver, mtime); err != nil {
+	if err := writeSourceTarball(tree, filepath.Join(sources, source0), nevr.name+"-"+nevr.ver, mtime, nil); err != nil {
 		return res, fmt.Errorf("rpmbuild %s: Source0 %s: %w", spec, source0, err)
 	}
 	for _, name := range others {
@@ -457,111 +454,6 @@ func rpmSourceDateEpoch(env []string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH %q: not a non-negative number of seconds", value)
 	}
 	return time.Unix(secs, 0).UTC(), nil
-}
-
-// rpmWriteSource0 writes the tree as the gzipped tar dst, exclusively
-// created.
-func rpmWriteSource0(tree *os.Root, dst, prefix string, mtime time.Time) error {
-	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriter(f)
-	err = rpmWriteTarball(w, tree, prefix, mtime)
-	if err == nil {
-		err = w.Flush()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-// rpmWriteTarball writes the tree (all but a top-level .git) to w as a
-// gzipped tar whose names start with prefix/. One tree gives one tarball:
-// names in lexical order within each directory, every time mtime, owner
-// and group 0 (root), permission bits as in the tree, symlinks as symlinks
-// with their target as written. Other file types are refused.
-func rpmWriteTarball(w io.Writer, tree *os.Root, prefix string, mtime time.Time) error {
-	zw, err := gzip.NewWriterLevel(w, gzip.BestCompression)
-	if err != nil {
-		return err
-	}
-	zw.ModTime = mtime
-	tw := tar.NewWriter(zw)
-	err = fs.WalkDir(tree.FS(), ".", func(name string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if name == ".git" {
-			if d.IsDir() {
-				return fs.SkipDir
-			}
-			return nil // a worktree's or submodule's .git file
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		hdr := &tar.Header{
-			Name:    path.Join(prefix, name),
-			Mode:    rpmTarMode(info.Mode()),
-			ModTime: mtime,
-			Uname:   "root",
-			Gname:   "root",
-		}
-		switch t := d.Type(); {
-		case t.IsDir():
-			hdr.Typeflag, hdr.Name = tar.TypeDir, hdr.Name+"/"
-		case t.IsRegular():
-			hdr.Typeflag, hdr.Size = tar.TypeReg, info.Size()
-		case t&fs.ModeSymlink != 0:
-			if hdr.Linkname, err = tree.Readlink(name); err != nil {
-				return err
-			}
-			hdr.Typeflag, hdr.Mode = tar.TypeSymlink, 0o777
-		default:
-			return fmt.Errorf("%s: not a regular file, directory or symlink", name)
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		if hdr.Typeflag != tar.TypeReg {
-			return nil
-		}
-		f, err := tree.Open(name)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if _, err := io.Copy(tw, f); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	return zw.Close()
-}
-
-// rpmTarMode returns the tar mode bits of m: permissions and the setuid,
-// setgid and sticky bits.
-func rpmTarMode(m fs.FileMode) int64 {
-	mode := int64(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		mode |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		mode |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		mode |= 0o1000
-	}
-	return mode
 }
 
 // rpmCopySource copies the regular file name of the tree to dst,
