@@ -1,0 +1,118 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/sluice-ci/sluice/builder"
+	"github.com/sluice-ci/sluice/internal/pkgtest"
+)
+
+// sampleRepo commits builder's hello-sh sample into a new git repository
+// with a change ref and returns its path.
+func sampleRepo(t *testing.T, breakIt bool) string {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join("..", "..", "builder", "testdata", "src", "hello-sh")
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dir, rel), 0o755)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, rel), data, info.Mode().Perm())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if breakIt {
+		os.WriteFile(filepath.Join(dir, "debian", "rules"), []byte("#!/usr/bin/make -f\n%:\n\texit 1\n"), 0o755)
+	}
+	r, err := git.PlainInit(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wt, _ := r.Worktree()
+	if err := wt.AddGlob("."); err != nil {
+		t.Fatal(err)
+	}
+	sig := &object.Signature{Name: "T", Email: "t@example.org", When: time.Unix(1793620800, 0)}
+	h, err := wt.Commit("hello-sh", &git.CommitOptions{Author: sig, Committer: sig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Storer.SetReference(plumbing.NewHashReference("refs/changes/45/12345/2", h)); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestStageBuild runs `sluice stage build` as Jenkins would: with flags,
+// and with only Zuul's job parameters in the environment.
+func TestStageBuild(t *testing.T) {
+	pkgtest.NeedTool(t, "dpkg-buildpackage")
+	repo, broken := sampleRepo(t, false), sampleRepo(t, true)
+	data := t.TempDir()
+	out := filepath.Join(t.TempDir(), "out")
+	stdout, err := sluice(t, "stage", "build", "--project", "hello-sh", "--url", "file://"+repo,
+		"--ref", "refs/changes/45/12345/2", "--change", "12345", "--patchset", "2", "--format", "deb",
+		"--data-dir", data, "--out", out)
+	if err != nil {
+		t.Fatalf("stage build: %v\n%s", err, stdout)
+	}
+	var recs []builder.Record
+	if err := json.Unmarshal([]byte(stdout), &recs); err != nil || len(recs) != 1 || recs[0].Outcome != builder.Passed {
+		t.Fatalf("records: %v\n%s", err, stdout)
+	}
+	if recs[0].Version != "0.9-1~c12345.p2" {
+		t.Errorf("version %q", recs[0].Version)
+	}
+	if _, err := os.Stat(filepath.Join(out, "deb", "record.json")); err != nil {
+		t.Error(err)
+	}
+
+	// From Zuul's parameters only (the URL is ZUUL_URL/ZUUL_PROJECT).
+	t.Setenv("ZUUL_URL", filepath.Dir(repo))
+	t.Setenv("ZUUL_PROJECT", filepath.Base(repo))
+	t.Setenv("ZUUL_REF", "refs/changes/45/12345/2")
+	t.Setenv("ZUUL_CHANGE", "12345")
+	t.Setenv("ZUUL_PATCHSET", "2")
+	t.Chdir(t.TempDir())
+	if stdout, err := sluice(t, "stage", "build", "--format", "deb", "--data-dir", data); err != nil {
+		t.Fatalf("stage build from ZUUL_*: %v\n%s", err, stdout)
+	}
+	if _, err := os.Stat(filepath.Join("sluice-build", "deb", "record.json")); err != nil {
+		t.Error(err)
+	}
+
+	// A failing build: exit status 1, and the record says why.
+	stdout, err = sluice(t, "stage", "build", "--project", "broken", "--url", broken, "--ref", "refs/changes/45/12345/2",
+		"--format", "deb", "--data-dir", data, "--out", t.TempDir())
+	var exit exitError
+	if !errors.As(err, &exit) {
+		t.Fatalf("a failing build: err = %v\n%s", err, stdout)
+	}
+	// The output holds the records, then the reason on stderr.
+	if err := json.NewDecoder(strings.NewReader(stdout)).Decode(&recs); err != nil || recs[0].Outcome != builder.Failed {
+		t.Fatalf("failing build records: %v\n%s", err, stdout)
+	}
+}
