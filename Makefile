@@ -25,6 +25,7 @@ test: deps
 
 bench: deps
 	$(GO) run ./internal/cmd/repobench
+	$(GO) run ./internal/cmd/buildbench
 
 clean:
 	rm -rf bin $(RUNDIR)
