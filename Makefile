@@ -8,9 +8,10 @@ RUNDIR ?= $(CURDIR)/.run
 build:
 	$(GO) build -o $(BIN) ./cmd/sluice
 
-# The main job on the embedded default: for now, sign and publish the sample
-# packages into local APT and RPM repositories under $(RUNDIR).
-run: build
+# The main job on the embedded default, under $(RUNDIR): build the sample
+# source packages from git, publish them into signed APT and RPM
+# repositories, verify them (scripts/run.sh).
+run: build deps
 	RUNDIR=$(RUNDIR) SLUICE=$(BIN) ./scripts/run.sh
 
 deps:

@@ -157,7 +157,10 @@ func collectInputs(paths []string, ext string) ([]string, error) {
 			if err != nil {
 				return err
 			}
-			if d.Type().IsRegular() && strings.HasSuffix(d.Name(), ext) {
+			// A directory of build outputs holds source RPMs too: they
+			// do not belong in a binary repository. Named one by one,
+			// they are refused with a reason.
+			if d.Type().IsRegular() && strings.HasSuffix(d.Name(), ext) && !strings.HasSuffix(d.Name(), ".src.rpm") {
 				out = append(out, path)
 			}
 			return nil

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# make run: the main job on the embedded default. For now: a signing key,
-# sample packages, and signed APT and RPM repositories published from them
-# and verified, with how to point apt and dnf at them.
+# make run: the main job on the embedded default, end to end on this
+# machine. For now: the sample source packages are committed into local git
+# repositories, built with `sluice stage build` (dpkg-buildpackage and
+# rpmbuild; build records under $RUNDIR/build), published into signed APT
+# and RPM repositories, and verified; then it says how to point apt and dnf
+# at them.
 set -euo pipefail
 : "${RUNDIR:?}" "${SLUICE:?}"
 key=$RUNDIR/key
@@ -9,20 +12,36 @@ mkdir -p "$RUNDIR"
 if [ ! -f "$key/signing-key.asc" ]; then
   "$SLUICE" key generate --name "sluice demo" --email demo@sluice.invalid --algo ed25519 --out "$key"
 fi
-go run ./internal/cmd/samples "$RUNDIR/samples"
-"$SLUICE" repo publish --format deb --out "$RUNDIR/repo/deb" --codename sluice-demo --key "$key/signing-key.asc" "$RUNDIR/samples/deb"
-"$SLUICE" repo publish --format rpm --out "$RUNDIR/repo/rpm" --key "$key/signing-key.asc" "$RUNDIR/samples/rpm"
+
+go run ./internal/cmd/samples builder/testdata/src "$RUNDIR/src"
+for src in "$RUNDIR"/src/*/; do
+  p=$(basename "$src")
+  out=$RUNDIR/build/$p
+  [ -d "$out" ] && continue   # built by an earlier run
+  # Debian's rpmdb does not describe the host: rpmbuild runs with --nodeps,
+  # and the BuildRequires the host provides as Debian packages are named.
+  "$SLUICE" stage build --project "$p" --url "$src" --ref refs/heads/main \
+    --data-dir "$RUNDIR/data" --out "$out.tmp" \
+    --rpm-nodeps --rpm-host-provides gcc,make >/dev/null
+  mv "$out.tmp" "$out"
+  echo "built $p: $(ls "$out"/*/*.deb "$out"/*/*.rpm | xargs -n1 basename | tr '\n' ' ')"
+done
+
+"$SLUICE" repo publish --format deb --out "$RUNDIR/repo/deb" --codename sluice-demo --key "$key/signing-key.asc" "$RUNDIR"/build/*/deb
+"$SLUICE" repo publish --format rpm --out "$RUNDIR/repo/rpm" --key "$key/signing-key.asc" "$RUNDIR"/build/*/rpm
 "$SLUICE" repo verify --keyring "$key/signing-key.pub.asc" "$RUNDIR/repo/deb"
 "$SLUICE" repo verify --keyring "$key/signing-key.pub.asc" "$RUNDIR/repo/rpm"
 cat <<TXT
 
-Published and verified. To use the repositories on this machine:
+Built from git, published and verified. Build records: $RUNDIR/build/*/*/record.json
+
+To use the repositories on this machine:
 
 apt: as root,
   echo "deb [signed-by=$RUNDIR/repo/deb/signing-key.pub.asc] file:$RUNDIR/repo/deb sluice-demo main" > /etc/apt/sources.list.d/sluice-demo.list
-  apt-get update && apt-get install sluice-hello
+  apt-get update && apt-get install hello-c hello-sh
 
-dnf: put this in /etc/yum.repos.d/sluice-demo.repo, then dnf install sluice-hello
+dnf: put this in /etc/yum.repos.d/sluice-demo.repo, then dnf install hello-c hello-sh
   [sluice-demo]
   name=sluice demo
   baseurl=file://$RUNDIR/repo/rpm
