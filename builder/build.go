@@ -92,6 +92,7 @@ type Builder struct {
 	timeout   time.Duration
 	env       []string
 	version   string
+	records   RecordStore
 	log       *slog.Logger
 }
 
@@ -104,12 +105,15 @@ type Config struct {
 	Env []string
 	// Version is sluice's own, recorded in every record.
 	Version string
+	// Records, when not nil, keeps every record (the SQL store); records
+	// are also written as JSON beside the outputs.
+	Records RecordStore
 }
 
 // New returns a Builder.
 func New(sources *Sources, artifacts *Artifacts, backends []Backend, cfg Config, log *slog.Logger) *Builder {
 	return &Builder{sources: sources, artifacts: artifacts, backends: backends, workDir: cfg.WorkDir,
-		timeout: cfg.Timeout, env: cfg.Env, version: cfg.Version, log: log}
+		timeout: cfg.Timeout, env: cfg.Env, version: cfg.Version, records: cfg.Records, log: log}
 }
 
 // logTailLines is how many lines of the log a record keeps.
@@ -131,7 +135,7 @@ func (b *Builder) Build(ctx context.Context, req Request) ([]*Record, error) {
 	if err != nil {
 		r := base
 		r.ID, r.Start, r.End, r.Outcome, r.Reason = newID(), time.Now().UTC(), time.Now().UTC(), Error, err.Error()
-		return []*Record{&r}, b.save(req.OutDir, "source", &r)
+		return []*Record{&r}, b.save(ctx, req.OutDir, "source", &r)
 	}
 	base.Commit, base.Tree, base.Ref = co.Commit, co.Tree, co.Ref
 
@@ -146,7 +150,7 @@ func (b *Builder) Build(ctx context.Context, req Request) ([]*Record, error) {
 			r := base
 			r.ID, r.Format, r.Start, r.End, r.Outcome = newID(), f, time.Now().UTC(), time.Now().UTC(), Error
 			r.Reason = fmt.Sprintf("no %s layout in %s at %s (want debian/ for deb, a *.spec at the root or under rpm/ for rpm)", f, req.Project, co.Commit)
-			if err := b.save(req.OutDir, f, &r); err != nil {
+			if err := b.save(ctx, req.OutDir, f, &r); err != nil {
 				return nil, err
 			}
 			return []*Record{&r}, nil
@@ -156,7 +160,7 @@ func (b *Builder) Build(ctx context.Context, req Request) ([]*Record, error) {
 		r := base
 		r.ID, r.Start, r.End, r.Outcome = newID(), time.Now().UTC(), time.Now().UTC(), Error
 		r.Reason = fmt.Sprintf("no debian/ and no spec in %s at %s", req.Project, co.Commit)
-		return []*Record{&r}, b.save(req.OutDir, "source", &r)
+		return []*Record{&r}, b.save(ctx, req.OutDir, "source", &r)
 	}
 	var recs []*Record
 	for _, be := range todo {
@@ -242,7 +246,7 @@ func (b *Builder) buildOne(ctx context.Context, be Backend, dir, work string, re
 		}
 	}
 	b.log.Info("build done", "project", r.Project, "format", r.Format, "commit", r.Commit, "outcome", r.Outcome)
-	return &r, b.save(req.OutDir, be.Format(), &r)
+	return &r, b.save(ctx, req.OutDir, be.Format(), &r)
 }
 
 // storeOutputs puts every output into the artifact store and reads the
@@ -306,8 +310,17 @@ func (b *Builder) storeLog(ctx context.Context, path string) (Artifact, []string
 	return a, tail, nil
 }
 
-// save writes the record as JSON beside the outputs, atomically.
-func (b *Builder) save(outDir, format string, r *Record) error {
+// save stores the record, when there is a store, and writes it as JSON
+// beside the outputs, atomically.
+func (b *Builder) save(ctx context.Context, outDir, format string, r *Record) error {
+	if b.records != nil {
+		// A cancelled build is recorded too: not under the build's ctx.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := b.records.Save(sctx, r); err != nil {
+			return err
+		}
+	}
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/sluice-ci/sluice/internal/pkgtest"
 	"github.com/sluice-ci/sluice/internal/proc"
+	"github.com/sluice-ci/sluice/store"
 )
 
 // buildTestRepo makes a git repository from a sample source tree (copied,
@@ -65,10 +67,15 @@ func newTestBuilder(t *testing.T, data string, timeout time.Duration) *Builder {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	db, err := store.Open(t.Context(), filepath.Join(data, "sluice.db"), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
 	backends := []Backend{Deb{}, &RPM{NoDeps: true, AssumeInstalled: []string{"gcc", "make"}}}
 	env := []string{"PATH=" + os.Getenv("PATH"), "LC_ALL=C.UTF-8", "SOURCE_DATE_EPOCH=1793620800"}
 	return New(NewSources(filepath.Join(data, "git"), log), arts, backends,
-		Config{WorkDir: work, Timeout: timeout, Env: env, Version: "test"}, log)
+		Config{WorkDir: work, Timeout: timeout, Env: env, Version: "test", Records: NewRecords(db)}, log)
 }
 
 // TestBuildChange builds both samples in both formats from a change ref, as
@@ -128,6 +135,13 @@ func TestBuildChange(t *testing.T) {
 						if !strings.HasPrefix(out, tc.rpmRelease) || !strings.HasSuffix(out, "~c12345.p2") {
 							t.Errorf("%s: release %q does not name the change", o.Name, out)
 						}
+					}
+				}
+				// The store finds this record from the bytes of each output.
+				for _, o := range r.Outputs {
+					found, err := b.records.(*Records).ByOutput(ctx, o.SHA256)
+					if err != nil || !slices.ContainsFunc(found, func(f *Record) bool { return f.ID == r.ID }) {
+						t.Errorf("%s: the store does not name record %s as its maker: %v", o.Name, r.ID, err)
 					}
 				}
 				if binaries == 0 {

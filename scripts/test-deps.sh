@@ -12,6 +12,7 @@ need=(
   debhelper      # dh, for the sample source packages
   build-essential
   gpgv           # apt's signature check
+  postgresql     # the store's tests run against PostgreSQL too (a throwaway cluster)
   xz-utils
 )
 

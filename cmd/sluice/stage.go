@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-ci/sluice/builder"
+	"github.com/sluice-ci/sluice/store"
 )
 
 func newStageCmd(log *slog.Logger) *cobra.Command {
@@ -39,7 +40,7 @@ func defaultDataDir() string {
 func newStageBuildCmd(log *slog.Logger) *cobra.Command {
 	var (
 		req             builder.Request
-		dataDir         string
+		dataDir, dsn    string
 		timeout         time.Duration
 		rpmNoDeps       bool
 		rpmHostProvides []string
@@ -49,7 +50,8 @@ func newStageBuildCmd(log *slog.Logger) *cobra.Command {
 		Short: "Build a project's packages from git; print the build records as JSON",
 		Long: "Check out URL at REF (a cached bare clone per project under the data directory), build the\n" +
 			"formats the tree has (debian/ → dpkg-buildpackage, a spec → rpmbuild), store the outputs in the\n" +
-			"content-addressed artifact store and write OUT/<format>/ with the packages, record.json and the log.\n" +
+			"content-addressed artifact store, keep the build record in the database and write OUT/<format>/\n" +
+			"with the packages and record.json.\n" +
 			"Exit status 0 only if every build passed.\n\n" +
 			"Without flags, the Zuul v2 job parameters are read from the environment, so a Jenkins job\n" +
 			"that Zuul triggered can call it unchanged: ZUUL_URL and ZUUL_PROJECT (the repository is\n" +
@@ -62,7 +64,18 @@ func newStageBuildCmd(log *slog.Logger) *cobra.Command {
 			if req.Project == "" || req.URL == "" || req.Ref == "" || req.OutDir == "" {
 				return fmt.Errorf("stage build: --project, --url, --ref and --out are needed (or the ZUUL_* environment)")
 			}
-			b, err := newBuilder(dataDir, timeout, rpmNoDeps, rpmHostProvides, log)
+			if dsn == "" {
+				dsn = "sqlite://" + filepath.Join(dataDir, "sluice.db")
+			}
+			if err := os.MkdirAll(dataDir, 0o755); err != nil {
+				return err
+			}
+			db, err := store.Open(cmd.Context(), dsn, log)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			b, err := newBuilder(dataDir, builder.NewRecords(db), timeout, rpmNoDeps, rpmHostProvides, log)
 			if err != nil {
 				return err
 			}
@@ -92,7 +105,8 @@ func newStageBuildCmd(log *slog.Logger) *cobra.Command {
 	f.IntVar(&req.Patchset, "patchset", 0, "patchset of a test build (default $ZUUL_PATCHSET)")
 	f.StringSliceVar(&req.Formats, "format", nil, "formats to build: deb, rpm (default: every layout the tree has)")
 	f.StringVar(&req.OutDir, "out", "", "output directory (default ./sluice-build when run from Zuul)")
-	f.StringVar(&dataDir, "data-dir", defaultDataDir(), "sluice's data directory: git caches, artifacts, work space")
+	f.StringVar(&dataDir, "data-dir", defaultDataDir(), "sluice's data directory: git caches, artifacts, work space, the SQLite database")
+	f.StringVar(&dsn, "db", "", "database for build records: postgres://... (default: SQLite in the data directory)")
 	f.DurationVar(&timeout, "timeout", time.Hour, "time limit of one build; the build's process group is killed after it")
 	f.BoolVar(&rpmNoDeps, "rpm-nodeps", false, "rpm: pass --nodeps to rpmbuild, for hosts whose rpmdb does not describe the system (Debian)")
 	f.StringSliceVar(&rpmHostProvides, "rpm-host-provides", nil, "rpm: BuildRequires the host provides outside the rpmdb (e.g. gcc,make on Debian)")
@@ -133,7 +147,7 @@ func fromZuulEnv(req *builder.Request, cmd *cobra.Command) error {
 }
 
 // newBuilder wires a Builder under dataDir.
-func newBuilder(dataDir string, timeout time.Duration, rpmNoDeps bool, rpmHostProvides []string, log *slog.Logger) (*builder.Builder, error) {
+func newBuilder(dataDir string, records builder.RecordStore, timeout time.Duration, rpmNoDeps bool, rpmHostProvides []string, log *slog.Logger) (*builder.Builder, error) {
 	for _, d := range []string{"git", "artifacts", "work"} {
 		if err := os.MkdirAll(filepath.Join(dataDir, d), 0o755); err != nil {
 			return nil, err
@@ -152,5 +166,5 @@ func newBuilder(dataDir string, timeout time.Duration, rpmNoDeps bool, rpmHostPr
 		&builder.RPM{NoDeps: rpmNoDeps, AssumeInstalled: rpmHostProvides},
 	}
 	return builder.New(builder.NewSources(filepath.Join(dataDir, "git"), log), arts, backends,
-		builder.Config{WorkDir: filepath.Join(dataDir, "work"), Timeout: timeout, Env: env, Version: version}, log), nil
+		builder.Config{WorkDir: filepath.Join(dataDir, "work"), Timeout: timeout, Env: env, Version: version, Records: records}, log), nil
 }

@@ -86,8 +86,10 @@ func TestStageBuild(t *testing.T) {
 	if recs[0].Version != "0.9-1~c12345.p2" {
 		t.Errorf("version %q", recs[0].Version)
 	}
-	if _, err := os.Stat(filepath.Join(out, "deb", "record.json")); err != nil {
-		t.Error(err)
+	for _, p := range []string{filepath.Join(out, "deb", "record.json"), filepath.Join(data, "sluice.db")} {
+		if _, err := os.Stat(p); err != nil {
+			t.Error(err)
+		}
 	}
 
 	// From Zuul's parameters only (the URL is ZUUL_URL/ZUUL_PROJECT).
