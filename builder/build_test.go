@@ -2,6 +2,7 @@ package builder
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -134,6 +135,11 @@ func TestBuildChange(t *testing.T) {
 						out := runTool(t, "rpm", "-qp", "--qf", "%{RELEASE}", p)
 						if !strings.HasPrefix(out, tc.rpmRelease) || !strings.HasSuffix(out, "~c12345.p2") {
 							t.Errorf("%s: release %q does not name the change", o.Name, out)
+						}
+						// rpm's own comparison: below the release build.
+						cmp := runTool(t, "rpm", "--eval", fmt.Sprintf(`%%{lua: print(rpm.vercmp("%s", "%s"))}`, out, tc.rpmRelease))
+						if cmp != "-1" {
+							t.Errorf("%s: rpm.vercmp(%s, %s) = %s, want -1", o.Name, out, tc.rpmRelease, cmp)
 						}
 					}
 				}
