@@ -12,11 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/object"
 	debversion "pault.ag/go/debian/version"
 
+	"github.com/sluice-ci/sluice/internal/gittest"
 	"github.com/sluice-ci/sluice/internal/pkgtest"
 	"github.com/sluice-ci/sluice/internal/proc"
 	"github.com/sluice-ci/sluice/store"
@@ -27,30 +25,16 @@ import (
 // change ref at the commit. It returns the repository's path.
 func buildTestRepo(t *testing.T, sample string, edit func(dir string)) string {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "src")
-	if err := copyTree(filepath.Join("testdata", "src", sample), dir); err != nil {
-		t.Fatal(err)
-	}
+	src := filepath.Join("testdata", "src", sample)
 	if edit != nil {
-		edit(dir)
+		src = filepath.Join(t.TempDir(), "src")
+		if err := copyTree(filepath.Join("testdata", "src", sample), src); err != nil {
+			t.Fatal(err)
+		}
+		edit(src)
 	}
-	r, err := git.PlainInit(dir, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wt, err := r.Worktree()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := wt.AddGlob("."); err != nil {
-		t.Fatal(err)
-	}
-	sig := &object.Signature{Name: "Test", Email: "test@example.org", When: time.Unix(1793620800, 0)}
-	h, err := wt.Commit("sample", &git.CommitOptions{Author: sig, Committer: sig})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Storer.SetReference(plumbing.NewHashReference("refs/changes/45/12345/2", h)); err != nil {
+	dir := filepath.Join(t.TempDir(), sample)
+	if _, err := (gittest.Repo{When: time.Unix(1793620800, 0), Refs: []string{"refs/changes/45/12345/2"}}).Commit(src, dir); err != nil {
 		t.Fatal(err)
 	}
 	return dir

@@ -9,11 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/object"
-
 	"github.com/sluice-ci/sluice/builder"
+	"github.com/sluice-ci/sluice/internal/gittest"
 	"github.com/sluice-ci/sluice/internal/pkgtest"
 )
 
@@ -21,46 +18,22 @@ import (
 // with a change ref and returns its path.
 func sampleRepo(t *testing.T, breakIt bool) string {
 	t.Helper()
-	dir := t.TempDir()
-	src := filepath.Join("..", "..", "builder", "testdata", "src", "hello-sh")
-	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dir, rel), 0o755)
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dir, rel), data, info.Mode().Perm())
-	})
+	src, err := filepath.Abs(filepath.Join("..", "..", "builder", "testdata", "src", "hello-sh"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if breakIt {
-		os.WriteFile(filepath.Join(dir, "debian", "rules"), []byte("#!/usr/bin/make -f\n%:\n\texit 1\n"), 0o755)
+		broken := filepath.Join(t.TempDir(), "hello-sh")
+		if err := gittest.CopyTree(src, broken); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(broken, "debian", "rules"), []byte("#!/usr/bin/make -f\n%:\n\texit 1\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		src = broken
 	}
-	r, err := git.PlainInit(dir, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wt, _ := r.Worktree()
-	if err := wt.AddGlob("."); err != nil {
-		t.Fatal(err)
-	}
-	sig := &object.Signature{Name: "T", Email: "t@example.org", When: time.Unix(1793620800, 0)}
-	h, err := wt.Commit("hello-sh", &git.CommitOptions{Author: sig, Committer: sig})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Storer.SetReference(plumbing.NewHashReference("refs/changes/45/12345/2", h)); err != nil {
+	dir := filepath.Join(t.TempDir(), "hello-sh")
+	if _, err := (gittest.Repo{When: time.Unix(1793620800, 0), Refs: []string{"refs/changes/45/12345/2"}}).Commit(src, dir); err != nil {
 		t.Fatal(err)
 	}
 	return dir

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,8 +11,8 @@ import (
 	"time"
 
 	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/sluice-ci/sluice/internal/gittest"
 )
 
 // upstream is a project's remote: a git repository made from a sample
@@ -41,33 +40,19 @@ func newUpstream(src, dir string) (*upstream, error) {
 	if err := up.readSample(src); err != nil {
 		return nil, err
 	}
-	if err := copyTree(src, dir); err != nil {
-		return nil, err
-	}
-	r, err := git.PlainInit(dir, false)
-	if err != nil {
-		return nil, fmt.Errorf("git init %s: %w", dir, err)
-	}
-	wt, err := r.Worktree()
+	h, err := (gittest.Repo{When: time.Unix(epoch, 0), Refs: []string{changeRef}}).Commit(src, dir)
 	if err != nil {
 		return nil, err
 	}
-	if err := wt.AddGlob("."); err != nil {
-		return nil, fmt.Errorf("git add in %s: %w", dir, err)
-	}
-	sig := &object.Signature{Name: "Sluice Bench", Email: "bench@example.org", When: time.Unix(epoch, 0)}
-	h, err := wt.Commit("sample", &git.CommitOptions{Author: sig, Committer: sig})
+	r, err := git.PlainOpen(dir)
 	if err != nil {
-		return nil, fmt.Errorf("git commit in %s: %w", dir, err)
-	}
-	if err := r.Storer.SetReference(plumbing.NewHashReference(changeRef, h)); err != nil {
-		return nil, fmt.Errorf("ref %s in %s: %w", changeRef, dir, err)
+		return nil, err
 	}
 	head, err := r.Head()
 	if err != nil {
 		return nil, fmt.Errorf("HEAD of %s: %w", dir, err)
 	}
-	up.commit, up.branch = h.String(), head.Name().String()
+	up.commit, up.branch = h, head.Name().String()
 	return up, nil
 }
 
@@ -138,58 +123,4 @@ func firstLine(name string) (string, error) {
 		return "", fmt.Errorf("%s: %w", name, err)
 	}
 	return strings.TrimRight(line, "\n"), nil
-}
-
-// copyTree copies the tree src to the new directory dst: directories,
-// regular files with their permissions, and symbolic links as links.
-func copyTree(src, dst string) error {
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(dst, rel)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		switch {
-		case d.IsDir():
-			return os.MkdirAll(target, info.Mode().Perm()|0o700)
-		case d.Type()&fs.ModeSymlink != 0:
-			link, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			return os.Symlink(link, target)
-		case d.Type().IsRegular():
-			return copyFile(p, target, info.Mode().Perm())
-		}
-		return fmt.Errorf("copy %s: not a directory, regular file or symbolic link", p)
-	})
-}
-
-func copyFile(src, dst string, perm fs.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	// OpenFile applied the umask.
-	if err := out.Chmod(perm); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }

@@ -5,14 +5,10 @@ package main
 
 import (
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"time"
 
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/sluice-ci/sluice/internal/gittest"
 )
 
 func main() {
@@ -39,59 +35,9 @@ func write(src, out string) error {
 		if _, err := os.Stat(dst); err == nil {
 			continue // made by an earlier run
 		}
-		if err := commitTree(filepath.Join(src, e.Name()), dst); err != nil {
+		if _, err := (gittest.Repo{}).Commit(filepath.Join(src, e.Name()), dst); err != nil {
 			return fmt.Errorf("%s: %w", e.Name(), err)
 		}
 	}
 	return nil
-}
-
-// commitTree copies the tree src to dst and commits it there on main.
-func commitTree(src, dst string) error {
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(dst, rel)
-		switch {
-		case d.IsDir():
-			return os.MkdirAll(target, 0o755)
-		case d.Type()&fs.ModeSymlink != 0:
-			link, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			return os.Symlink(link, target)
-		default:
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			return os.WriteFile(target, data, info.Mode().Perm())
-		}
-	})
-	if err != nil {
-		return err
-	}
-	r, err := git.PlainInitWithOptions(dst, &git.PlainInitOptions{
-		InitOptions: git.InitOptions{DefaultBranch: plumbing.NewBranchReferenceName("main")},
-	})
-	if err != nil {
-		return err
-	}
-	wt, err := r.Worktree()
-	if err != nil {
-		return err
-	}
-	if err := wt.AddGlob("."); err != nil {
-		return err
-	}
-	sig := &object.Signature{Name: "sluice demo", Email: "demo@sluice.invalid", When: time.Now()}
-	_, err = wt.Commit("Import the sample package", &git.CommitOptions{Author: sig, Committer: sig})
-	return err
 }
