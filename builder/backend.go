@@ -25,6 +25,9 @@ type Job struct {
 	Log io.Writer
 	// Env is the whole environment of the build's commands.
 	Env []string
+	// DepsChecked says MissingBuildDeps found nothing missing just
+	// before, so the build tool need not check again.
+	DepsChecked bool
 }
 
 // Result is what a back-end ran and made.

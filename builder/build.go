@@ -211,6 +211,7 @@ func (b *Builder) buildOne(ctx context.Context, be Backend, dir, work string, re
 	case len(missing) > 0:
 		r.Outcome, r.Reason = Failed, fmt.Sprintf("%v: %s", ErrMissingBuildDeps, strings.Join(missing, ", "))
 	default:
+		job.DepsChecked = true
 		res, err := be.Build(bctx, job)
 		r.Commands, r.Version = res.Commands, res.Version
 		var berr *BuildError

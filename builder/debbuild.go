@@ -264,6 +264,10 @@ func (Deb) Build(ctx context.Context, job Job) (Result, error) {
 	}
 
 	args := []string{"dpkg-buildpackage", "-us", "-uc"}
+	if job.DepsChecked {
+		// MissingBuildDeps ran dpkg-checkbuilddeps just before.
+		args = append(args, "-d")
+	}
 	res.Commands = append(res.Commands, args)
 	if err := debRun(ctx, job, tree, args); err != nil {
 		return res, err
