@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseTokens(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, in string
+		n        int
+		ok       bool
+	}{
+		{"good", "# comment\nci:worker:0123456789abcdef0123\n\nme:admin:fedcba9876543210fedc\n", 2, true},
+		{"short-token", "ci:worker:short\n", 0, false},
+		{"bad-scope", "ci:root:0123456789abcdef0123\n", 0, false},
+		{"dup-name", "a:worker:0123456789abcdef0123\na:admin:0123456789abcdef9999\n", 0, false},
+		{"dup-token", "a:worker:0123456789abcdef0123\nb:admin:0123456789abcdef0123\n", 0, false},
+		{"no-colons", "just a line\n", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			toks, err := parseTokens(strings.NewReader(tc.in))
+			if (err == nil) != tc.ok || len(toks) != tc.n {
+				t.Fatalf("parseTokens: %d tokens, err %v; want %d, ok=%v", len(toks), err, tc.n, tc.ok)
+			}
+			if err != nil && strings.Contains(err.Error(), "0123456789abcdef") {
+				t.Fatalf("an error shows a token: %v", err)
+			}
+		})
+	}
+}
+
+func FuzzParseTokens(f *testing.F) {
+	f.Add("ci:worker:0123456789abcdef0123\n")
+	f.Add("# x\n\na:admin:" + strings.Repeat("z", 40) + "\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		toks, err := parseTokens(strings.NewReader(in))
+		if err != nil {
+			return
+		}
+		for tok, scope := range toks {
+			if len(tok) < 16 || (scope != "worker" && scope != "admin") {
+				t.Fatalf("accepted %q:%q", tok, scope)
+			}
+		}
+	})
+}
+
+// TestServe runs `sluice serve` on a free loopback port: the generated
+// admin token writes a result, reads are open, and the server stops with
+// its context.
+func TestServe(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	data := t.TempDir()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		root := newRoot(slog.New(slog.NewTextHandler(io.Discard, nil)))
+		root.SetArgs([]string{"serve", "--listen", addr, "--data-dir", data})
+		root.SetOut(io.Discard)
+		root.SetErr(io.Discard)
+		done <- root.ExecuteContext(ctx)
+	}()
+	base := "http://" + addr + "/api/v2.0/"
+	var up bool
+	for range 200 {
+		if resp, err := http.Get(base + "healthcheck"); err == nil {
+			resp.Body.Close()
+			up = resp.StatusCode == http.StatusOK
+			break
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	if !up {
+		t.Fatal("sluice serve did not come up")
+	}
+	token, err := os.ReadFile(filepath.Join(data, "admin-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(tok string) int {
+		req, _ := http.NewRequest("POST", base+"results", strings.NewReader(`{"outcome": "passed", "testcase": "sluice.build", "data": {"item": "hello-1.0-1"}}`))
+		req.Header.Set("Content-Type", "application/json")
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post(""); code != http.StatusUnauthorized {
+		t.Fatalf("POST without a token: %d", code)
+	}
+	if code := post(strings.TrimSpace(string(token))); code != http.StatusCreated {
+		t.Fatalf("POST with the admin token: %d", code)
+	}
+	resp, err := http.Get(base + "results?item=hello-1.0-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"PASSED"`) {
+		t.Fatalf("GET results: %d %s", resp.StatusCode, body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve stopped with %v", err)
+	}
+}
