@@ -18,11 +18,15 @@ func FuzzDebParseChangelog(f *testing.F) {
 		if err != nil {
 			return
 		}
-		// What parses goes into file names and a new changelog entry.
-		for _, s := range []string{e.Source, e.Version, e.Distribution} {
+		// Source and version go into file names; the distributions (one
+		// or more, separated by spaces) into a new changelog entry.
+		for _, s := range []string{e.Source, e.Version} {
 			if s == "" || strings.ContainsAny(s, "/\x00\n ") || strings.Contains(s, "..") {
 				t.Fatalf("unsafe field %q from %q", s, data)
 			}
+		}
+		if e.Distribution == "" || strings.ContainsAny(e.Distribution, "\x00\n;") {
+			t.Fatalf("unsafe distribution %q from %q", e.Distribution, data)
 		}
 	})
 }
