@@ -10,8 +10,10 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/sluice-ci/sluice/internal/pgtest"
 	"github.com/sluice-ci/sluice/store"
 )
 
@@ -28,9 +30,63 @@ type apiServer struct {
 	db  *store.DB
 }
 
+// apiDatabases makes a fresh database for a test, by the dialect its name
+// says (TestAPI/sqlite/... or TestAPI/postgres/...).
+var apiDatabases sync.Map // "TestAPI/<dialect>" → func(*testing.T) string
+
+// TestAPI runs every API test on SQLite and on PostgreSQL.
+func TestAPI(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		run  func(t *testing.T)
+	}{
+		{"CreateResult", testAPICreateResult},
+		{"ResultNullsAndDefaults", testAPIResultNullsAndDefaults},
+		{"SubmitTime", testAPISubmitTime},
+		{"GroupsInResults", testAPIGroupsInResults},
+		{"DataValues", testAPIDataValues},
+		{"Validation", testAPIValidation},
+		{"Auth", testAPIAuth},
+		{"CreateGroupsAndTestcases", testAPICreateGroupsAndTestcases},
+		{"GetMissing", testAPIGetMissing},
+		{"Pagination", testAPIPagination},
+		{"Filters", testAPIFilters},
+		{"Latest", testAPILatest},
+		{"GroupAndTestcaseResults", testAPIGroupAndTestcaseResults},
+		{"Healthcheck", testAPIHealthcheck},
+		{"BodyTooLarge", testAPIBodyTooLarge},
+	}
+	for _, dialect := range []string{"sqlite", "postgres"} {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			fresh := func(t *testing.T) string { return filepath.Join(t.TempDir(), "sluice.db") }
+			if dialect == "postgres" {
+				cluster := pgtest.Start(t)
+				fresh = func(t *testing.T) string { return pgtest.NewDatabase(t, cluster) }
+			}
+			apiDatabases.Store(t.Name(), fresh)
+			for _, tc := range tests {
+				t.Run(tc.name, func(t *testing.T) {
+					t.Parallel()
+					tc.run(t)
+				})
+			}
+		})
+	}
+}
+
 func newAPIServer(t *testing.T) *apiServer {
 	t.Helper()
-	db, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "sluice.db"), nil)
+	parent := t.Name()
+	if i := strings.LastIndex(parent, "/"); i >= 0 {
+		parent = parent[:i]
+	}
+	fresh, ok := apiDatabases.Load(parent)
+	if !ok {
+		t.Fatalf("%s: not run from TestAPI", t.Name())
+	}
+	db, err := store.Open(t.Context(), fresh.(func(*testing.T) string)(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,8 +188,7 @@ func jsonOf(v any) string {
 	return string(b)
 }
 
-func TestAPICreateResult(t *testing.T) {
-	t.Parallel()
+func testAPICreateResult(t *testing.T) {
 	a := newAPIServer(t)
 	out := a.post(map[string]any{
 		"outcome":  "passed",
@@ -172,8 +227,7 @@ func TestAPICreateResult(t *testing.T) {
 	}
 }
 
-func TestAPIResultNullsAndDefaults(t *testing.T) {
-	t.Parallel()
+func testAPIResultNullsAndDefaults(t *testing.T) {
 	a := newAPIServer(t)
 	out := a.post(map[string]any{"outcome": "FAILED", "testcase": "tc", "groups": nil})
 	if out["note"] != nil || out["ref_url"] != nil || out["testcase"].(map[string]any)["ref_url"] != nil {
@@ -184,8 +238,7 @@ func TestAPIResultNullsAndDefaults(t *testing.T) {
 	}
 }
 
-func TestAPISubmitTime(t *testing.T) {
-	t.Parallel()
+func testAPISubmitTime(t *testing.T) {
 	a := newAPIServer(t)
 	for _, tc := range []struct {
 		name string
@@ -209,8 +262,7 @@ func TestAPISubmitTime(t *testing.T) {
 	}
 }
 
-func TestAPIGroupsInResults(t *testing.T) {
-	t.Parallel()
+func testAPIGroupsInResults(t *testing.T) {
 	a := newAPIServer(t)
 	out := a.post(map[string]any{"outcome": "PASSED", "testcase": "tc", "groups": []any{
 		"1c26effb-7c07-4d90-9428-86aac053288c",
@@ -242,8 +294,7 @@ func TestAPIGroupsInResults(t *testing.T) {
 	}
 }
 
-func TestAPIDataValues(t *testing.T) {
-	t.Parallel()
+func testAPIDataValues(t *testing.T) {
 	a := newAPIServer(t)
 	out := a.post(map[string]any{"outcome": "PASSED", "testcase": "tc", "data": map[string]any{
 		"s": "x", "n": 1, "f": 1.5, "l": []any{"a", 2},
@@ -254,8 +305,7 @@ func TestAPIDataValues(t *testing.T) {
 	}
 }
 
-func TestAPIValidation(t *testing.T) {
-	t.Parallel()
+func testAPIValidation(t *testing.T) {
 	a := newAPIServer(t)
 	for _, tc := range []struct {
 		name  string
@@ -287,8 +337,7 @@ func TestAPIValidation(t *testing.T) {
 	}
 }
 
-func TestAPIAuth(t *testing.T) {
-	t.Parallel()
+func testAPIAuth(t *testing.T) {
 	a := newAPIServer(t)
 	result := map[string]any{"outcome": "PASSED", "testcase": "tc"}
 	for _, tc := range []struct {
@@ -323,8 +372,7 @@ func TestStaticTokens(t *testing.T) {
 	}
 }
 
-func TestAPICreateGroupsAndTestcases(t *testing.T) {
-	t.Parallel()
+func testAPICreateGroupsAndTestcases(t *testing.T) {
 	a := newAPIServer(t)
 	p := a.prefix()
 	code, g := a.do("POST", "/groups", map[string]any{"uuid": "g1", "description": "Testing Group", "ref_url": "u"}, adminToken)
@@ -355,8 +403,7 @@ func TestAPICreateGroupsAndTestcases(t *testing.T) {
 	}
 }
 
-func TestAPIGetMissing(t *testing.T) {
-	t.Parallel()
+func testAPIGetMissing(t *testing.T) {
 	a := newAPIServer(t)
 	for _, path := range []string{"/results/1", "/results/x", "/testcases/nope", "/testcases/nope/results", "/groups/nope/results", "/nowhere"} {
 		if code, _ := a.get(path); code != http.StatusNotFound {
@@ -368,8 +415,7 @@ func TestAPIGetMissing(t *testing.T) {
 	}
 }
 
-func TestAPIPagination(t *testing.T) {
-	t.Parallel()
+func testAPIPagination(t *testing.T) {
 	a := newAPIServer(t)
 	for i := range 5 {
 		a.post(map[string]any{"outcome": "PASSED", "testcase": "tc", "submit_time": ms(i)})
@@ -397,8 +443,7 @@ func TestAPIPagination(t *testing.T) {
 	}
 }
 
-func TestAPIFilters(t *testing.T) {
-	t.Parallel()
+func testAPIFilters(t *testing.T) {
 	a := newAPIServer(t)
 	a.post(map[string]any{"outcome": "PASSED", "testcase": "dist.rpmlint", "groups": []any{"g1"}, "submit_time": ms(0),
 		"data": map[string]any{"item": "foo-1.0", "type": "koji_build", "moo": []any{"boo", "woof"}}})
@@ -444,8 +489,7 @@ func TestAPIFilters(t *testing.T) {
 	}
 }
 
-func TestAPILatest(t *testing.T) {
-	t.Parallel()
+func testAPILatest(t *testing.T) {
 	a := newAPIServer(t)
 	a.post(map[string]any{"outcome": "PASSED", "testcase": "tc", "submit_time": ms(0), "data": map[string]any{"scenario": "s1"}})
 	a.post(map[string]any{"outcome": "FAILED", "testcase": "tc", "submit_time": ms(1), "data": map[string]any{"scenario": "s2"}})
@@ -464,8 +508,7 @@ func TestAPILatest(t *testing.T) {
 	}
 }
 
-func TestAPIGroupAndTestcaseResults(t *testing.T) {
-	t.Parallel()
+func testAPIGroupAndTestcaseResults(t *testing.T) {
 	a := newAPIServer(t)
 	a.post(map[string]any{"outcome": "PASSED", "testcase": "fedora/ci/tier0", "groups": []any{"g1"}, "submit_time": ms(0)})
 	a.post(map[string]any{"outcome": "PASSED", "testcase": "fedora/ci", "groups": []any{"g2"}, "submit_time": ms(1)})
@@ -499,8 +542,7 @@ func TestAPIGroupAndTestcaseResults(t *testing.T) {
 	wantList(t, "x/results results", out, 3)
 }
 
-func TestAPIHealthcheck(t *testing.T) {
-	t.Parallel()
+func testAPIHealthcheck(t *testing.T) {
 	a := newAPIServer(t)
 	if code, out := a.get("/healthcheck"); code != http.StatusOK || out["message"] != "Health check OK" {
 		t.Errorf("healthcheck: %d %v", code, out)
@@ -514,8 +556,7 @@ func TestAPIHealthcheck(t *testing.T) {
 	}
 }
 
-func TestAPIBodyTooLarge(t *testing.T) {
-	t.Parallel()
+func testAPIBodyTooLarge(t *testing.T) {
 	a := newAPIServer(t)
 	body := `{"outcome": "PASSED", "testcase": "tc", "note": "` + strings.Repeat("x", MaxBodyBytes) + `"}`
 	if code, out := a.do("POST", "/results", body, workerToken); code != http.StatusRequestEntityTooLarge {
