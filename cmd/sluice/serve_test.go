@@ -125,4 +125,17 @@ func TestServe(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("serve stopped with %v", err)
 	}
+
+	// The CLI reads the same store.
+	out, err := sluice(t, "results", "list", "--data-dir", data, "--item", "hello-1.0-1")
+	if err != nil || !strings.Contains(out, "PASSED") || !strings.Contains(out, "sluice.build") {
+		t.Fatalf("results list: %v\n%s", err, out)
+	}
+	out, err = sluice(t, "results", "show", "--data-dir", data, "1")
+	if err != nil || !strings.Contains(out, "data item: hello-1.0-1") {
+		t.Fatalf("results show: %v\n%s", err, out)
+	}
+	if _, err := sluice(t, "results", "show", "--data-dir", data, "99"); err == nil {
+		t.Fatal("results show of a missing id succeeded")
+	}
 }
