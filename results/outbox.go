@@ -5,6 +5,7 @@ package results
 // and a Sender delivers the rows, with back-off, once each.
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -12,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -102,8 +104,10 @@ func sluiceID(data map[string][]string) (string, error) {
 // again blindly; a failed delivery is tried again by the Sender, later,
 // after that check. Its lookups keep the client's retries.
 //
-// One Sender serves a database: two would both find a result missing and
-// both post it.
+// Several Senders may serve one database (a server and stage processes):
+// each claims the rows it delivers for a lease (a couple of minutes), so
+// a row is never delivered by two at once, and a sender that dies holds
+// its rows only until the lease ends.
 type Sender struct {
 	db    *store.DB
 	store *Store
@@ -224,12 +228,22 @@ func (s *Sender) Flush(ctx context.Context) (delivered int, err error) {
 		}
 		var done []int64
 		var failed []failure
-		for _, row := range rows {
+		claimed := s.now()
+		for i, row := range rows {
+			if s.now().Sub(claimed) > outboxLease/2 {
+				// The lease runs out: give the rest back rather
+				// than race another sender for them.
+				if err := errors.Join(s.mark(ctx, done, failed), s.release(ctx, rows[i:])); err != nil {
+					return delivered, err
+				}
+				return delivered + len(done), nil
+			}
 			after = row.resultID
 			err := s.deliver(ctx, row)
 			if ctx.Err() != nil {
 				// A result delivered but not marked is found, not
-				// posted, next time.
+				// posted, next time; the rows are due again when
+				// their lease ends.
 				return delivered, ctx.Err()
 			}
 			if err != nil {
@@ -251,28 +265,68 @@ type failure struct {
 	err error
 }
 
-// due returns the next batch of due rows whose result ids follow after.
+// outboxLease is how long a sender holds the rows it claimed: another
+// sender (a stage process on the same database, a second server) leaves
+// them alone until then, and takes them over if the first one died.
+const outboxLease = 2 * time.Minute
+
+// due claims the next batch of due rows whose result ids follow after:
+// their next attempt is moved a lease ahead, in one statement, so that two
+// senders on one database never deliver the same row at once. Rows
+// another sender claimed first are not returned.
 func (s *Sender) due(ctx context.Context, after int64) ([]outboxRow, error) {
-	rows, err := s.db.QueryContext(ctx, s.db.Rebind(`
-		SELECT result_id, sluice_id, attempts FROM results_outbox
-		WHERE delivered_at IS NULL AND next_attempt_at <= ? AND result_id > ?
-		ORDER BY result_id LIMIT ?`), s.now().UnixNano(), after, outboxBatch)
-	if err != nil {
-		return nil, fmt.Errorf("results: outbox: due rows: %w", err)
-	}
-	defer rows.Close()
+	now := s.now().UnixNano()
 	var out []outboxRow
-	for rows.Next() {
-		var r outboxRow
-		if err := rows.Scan(&r.resultID, &r.sluiceID, &r.attempts); err != nil {
-			return nil, fmt.Errorf("results: outbox: due rows: %w", err)
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		out = out[:0]
+		rows, err := tx.QueryContext(ctx, s.db.Rebind(`
+			UPDATE results_outbox SET next_attempt_at = ?
+			WHERE result_id IN (
+				SELECT result_id FROM results_outbox
+				WHERE delivered_at IS NULL AND next_attempt_at <= ? AND result_id > ?
+				ORDER BY result_id LIMIT ?)
+			AND delivered_at IS NULL AND next_attempt_at <= ?
+			RETURNING result_id, sluice_id, attempts`), now+int64(outboxLease), now, after, outboxBatch, now)
+		if err != nil {
+			return err
 		}
-		out = append(out, r)
+		defer rows.Close()
+		for rows.Next() {
+			var r outboxRow
+			if err := rows.Scan(&r.resultID, &r.sluiceID, &r.attempts); err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("results: outbox: claim due rows: %w", err)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("results: outbox: due rows: %w", err)
-	}
+	slices.SortFunc(out, func(a, b outboxRow) int { return cmp.Compare(a.resultID, b.resultID) })
 	return out, nil
+}
+
+// release gives back claimed rows that were not tried: they are due
+// again at once.
+func (s *Sender) release(ctx context.Context, rows []outboxRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	ids := make([]any, 0, len(rows)+1)
+	ids = append(ids, s.now().UnixNano())
+	for _, r := range rows {
+		ids = append(ids, r.resultID)
+	}
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE results_outbox SET next_attempt_at = ?
+			WHERE delivered_at IS NULL AND result_id IN (`+marks(len(rows))+`)`), ids...)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("results: outbox: release %d rows: %w", len(rows), err)
+	}
+	return nil
 }
 
 // deliver makes sure that the external side holds row's result.

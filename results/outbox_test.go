@@ -289,3 +289,55 @@ func TestSenderRun(t *testing.T) {
 	}
 	checkRemote(t, e)
 }
+
+// TestSendersShareOutbox runs two senders on one database at once, as a
+// server and a stage process do: every result is posted once, by one of
+// them, and a row claimed by a sender that died is taken over when its
+// lease ends.
+func TestSendersShareOutbox(t *testing.T) {
+	t.Parallel()
+	var posts atomic.Int64
+	e := newOutboxEnv(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost {
+				posts.Add(1)
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	const n = 300
+	e.record(t, "shared", n)
+	a, b := e.sender(t, 2), e.sender(t, 2)
+	errc := make(chan error, 2)
+	var delivered atomic.Int64
+	for _, s := range []*Sender{a, b} {
+		go func() {
+			got, err := s.Flush(t.Context())
+			delivered.Add(int64(got))
+			errc <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if delivered.Load() != n || posts.Load() != n {
+		t.Errorf("two senders delivered %d with %d posts, want %d and %d", delivered.Load(), posts.Load(), n, n)
+	}
+	checkRemote(t, e)
+
+	// A sender claims rows and dies before it delivers them.
+	e.record(t, "orphaned", 5)
+	if _, err := a.due(t.Context(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := flush(t, b); got != 0 {
+		t.Errorf("rows under another sender's lease: delivered %d, want 0", got)
+	}
+	e.clock = e.clock.Add(outboxLease + time.Second)
+	if got := flush(t, b); got != 5 {
+		t.Errorf("after the lease: delivered %d, want 5", got)
+	}
+	checkRemote(t, e)
+}
