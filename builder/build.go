@@ -34,6 +34,11 @@ type Request struct {
 	// Change and Patchset name the change of a test build; both 0 for a
 	// release build.
 	Change, Patchset int
+	// Pipeline, Buildset (a UUID, Zuul's ZUUL_UUID) and Attempt name the
+	// stage run this build is, when a pipeline asked for it; they go into
+	// the record and its results.
+	Pipeline, Buildset string
+	Attempt            int
 	// Formats to build ("deb", "rpm"); empty means every layout the tree
 	// has.
 	Formats []string
@@ -53,6 +58,9 @@ type Record struct {
 	Tree     string `json:"tree"`
 	Change   int    `json:"change,omitempty"`
 	Patchset int    `json:"patchset,omitempty"`
+	Pipeline string `json:"pipeline,omitempty"`
+	Buildset string `json:"buildset,omitempty"`
+	Attempt  int    `json:"attempt,omitempty"`
 
 	Format   string     `json:"format"`
 	Backend  string     `json:"backend"`
@@ -129,7 +137,7 @@ func (b *Builder) Build(ctx context.Context, req Request) ([]*Record, error) {
 	}
 	defer os.RemoveAll(work)
 	base := Record{Project: req.Project, URL: req.URL, Ref: req.Ref, Change: req.Change, Patchset: req.Patchset,
-		Host: hostname(), Sluice: b.version}
+		Pipeline: req.Pipeline, Buildset: req.Buildset, Attempt: req.Attempt, Host: hostname(), Sluice: b.version}
 
 	co, err := b.sources.Checkout(ctx, req.Project, req.URL, req.Ref, work)
 	if err != nil {

@@ -60,7 +60,7 @@ func newTestBuilder(t *testing.T, data string, timeout time.Duration) *Builder {
 	backends := []Backend{Deb{}, &RPM{NoDeps: true, AssumeInstalled: []string{"gcc", "make"}}}
 	env := []string{"PATH=" + os.Getenv("PATH"), "LC_ALL=C.UTF-8", "SOURCE_DATE_EPOCH=1793620800"}
 	return New(NewSources(filepath.Join(data, "git"), log), arts, backends,
-		Config{WorkDir: work, Timeout: timeout, Env: env, Version: "test", Records: NewRecords(db)}, log)
+		Config{WorkDir: work, Timeout: timeout, Env: env, Version: "test", Records: NewRecords(db, nil, nil)}, log)
 }
 
 // TestBuildChange builds both samples in both formats from a change ref, as

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/sluice-ci/sluice/results"
 	"github.com/sluice-ci/sluice/store"
 )
 
@@ -21,13 +22,23 @@ var _ RecordStore = (*Records)(nil)
 var ErrNoRecord = errors.New("builder: no build record")
 
 // Records keeps build records in the SQL store, where the release step
-// finds the record that made some bytes by their sha256.
-type Records struct{ db *store.DB }
+// finds the record that made some bytes by their sha256, and records the
+// build's outcome as ResultsDB results in the same transaction.
+type Records struct {
+	db     *store.DB
+	rec    *results.Recorder
+	logURL LogURL
+}
 
-// NewRecords returns the records of db.
-func NewRecords(db *store.DB) *Records { return &Records{db: db} }
+// NewRecords returns the records of db. When rec is not nil, every saved
+// record's [Results] are recorded with it, in the record's transaction;
+// logURL (may be nil) gives their log links.
+func NewRecords(db *store.DB, rec *results.Recorder, logURL LogURL) *Records {
+	return &Records{db: db, rec: rec, logURL: logURL}
+}
 
-// Save stores r and its outputs in one transaction.
+// Save stores r, its outputs and, with a Recorder, its results in one
+// transaction: a build is recorded with its outcome or not at all.
 func (rs *Records) Save(ctx context.Context, r *Record) error {
 	doc, err := json.Marshal(r)
 	if err != nil {
@@ -58,6 +69,14 @@ func (rs *Records) Save(ctx context.Context, r *Record) error {
 				r.ID, o.Name, o.SHA256, o.Size, name, evr, arch)
 			if err != nil {
 				return err
+			}
+		}
+		if rs.rec == nil {
+			return nil
+		}
+		for _, res := range Results(r, rs.logURL) {
+			if err := rs.rec.Record(ctx, tx, res); err != nil {
+				return fmt.Errorf("result %s: %w", res.Data["item"][0], err)
 			}
 		}
 		return nil
