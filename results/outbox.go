@@ -194,14 +194,16 @@ func (s *Sender) Run(ctx context.Context) error {
 }
 
 // untilDue returns how long until the next undelivered row is due, at
-// most the back-off cap.
+// most the back-off cap; the first back-off step when none is queued.
 func (s *Sender) untilDue(ctx context.Context) (time.Duration, error) {
 	var next sql.NullInt64
 	if err := s.db.QueryRowContext(ctx, `SELECT MIN(next_attempt_at) FROM results_outbox WHERE delivered_at IS NULL`).Scan(&next); err != nil {
 		return 0, fmt.Errorf("results: outbox: next due: %w", err)
 	}
 	if !next.Valid {
-		return s.backoffMax, nil
+		// Nothing queued: look again soon, since other processes on
+		// the database (stages) queue results without a Notify.
+		return s.backoffMin, nil
 	}
 	return min(max(time.Duration(next.Int64-s.now().UnixNano()), 0), s.backoffMax), nil
 }
@@ -397,4 +399,13 @@ func (s *Sender) backoff(attempts int) time.Duration {
 		d *= 2
 	}
 	return min(d, s.backoffMax)
+}
+
+// Pending returns how many results wait in the outbox.
+func (s *Sender) Pending(ctx context.Context) (int, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM results_outbox WHERE delivered_at IS NULL`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("results: outbox: pending: %w", err)
+	}
+	return n, nil
 }

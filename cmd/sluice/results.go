@@ -1,12 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,27 +16,27 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-ci/sluice/results"
-	"github.com/sluice-ci/sluice/store"
 )
 
 func newResultsCmd(log *slog.Logger) *cobra.Command {
-	var dataDir, dsn string
+	var sf storeFlags
 	cmd := &cobra.Command{Use: "results", Short: "List and show stage outcomes (ResultsDB results) from the store"}
-	cmd.PersistentFlags().StringVar(&dataDir, "data-dir", defaultDataDir(), "sluice's data directory (the SQLite database)")
-	cmd.PersistentFlags().StringVar(&dsn, "db", "", "database: postgres://... (default: SQLite in the data directory)")
+	sf.register(cmd.PersistentFlags())
 	open := func(cmd *cobra.Command) (*results.Store, func(), error) {
-		d := dsn
-		if d == "" {
-			d = "sqlite://" + filepath.Join(dataDir, "sluice.db")
-			if _, err := os.Stat(filepath.Join(dataDir, "sluice.db")); err != nil {
-				return nil, nil, fmt.Errorf("results: no database in %s (run sluice serve or a stage first, or give --db)", dataDir)
-			}
-		}
-		db, err := store.Open(cmd.Context(), d, log)
+		_, dataDir, dsn, err := sf.load(cmd)
 		if err != nil {
 			return nil, nil, err
 		}
-		return results.NewStore(db, results.Config{}), func() { db.Close() }, nil
+		if path, ok := strings.CutPrefix(dsn, "sqlite://"); ok {
+			if _, err := os.Stat(path); err != nil {
+				return nil, nil, fmt.Errorf("results: no database in %s (run sluice serve or a stage first, or give --db)", dataDir)
+			}
+		}
+		e, err := sf.open(cmd, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		return e.results, e.close, nil
 	}
 
 	var item, testcase, since, outcome string
@@ -139,7 +139,43 @@ func newResultsCmd(log *slog.Logger) *cobra.Command {
 		},
 	}
 	show.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.AddCommand(list, show)
+	var pushTimeout time.Duration
+	push := &cobra.Command{
+		Use:   "push [--timeout D]",
+		Short: "Deliver the results queued for the external ResultsDB of the configuration",
+		Long: "Deliver what the outbox holds to the external ResultsDB named by the configuration file\n" +
+			"(results.external), each result once; what fails stays queued with a back-off. `sluice serve`\n" +
+			"does this continuously; this is for stage hosts that run no server.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			e, err := sf.open(cmd, log)
+			if err != nil {
+				return err
+			}
+			defer e.close()
+			if e.sender == nil {
+				return fmt.Errorf("results push: no external ResultsDB configured (results.external in --config)")
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), pushTimeout)
+			defer cancel()
+			n, err := e.sender.Flush(ctx)
+			fmt.Fprintf(cmd.OutOrStdout(), "delivered %d\n", n)
+			if err != nil {
+				return fmt.Errorf("results push: %w", err)
+			}
+			left, err := e.sender.Pending(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if left > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "%d results still queued (the external ResultsDB refused or did not answer; see the log)\n", left)
+				return exitError(1)
+			}
+			return nil
+		},
+	}
+	push.Flags().DurationVar(&pushTimeout, "timeout", 5*time.Minute, "give up after this long")
+	cmd.AddCommand(list, show, push)
 	return cmd
 }
 

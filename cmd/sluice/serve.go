@@ -19,75 +19,128 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/sluice-ci/sluice/builder"
 	"github.com/sluice-ci/sluice/results"
-	"github.com/sluice-ci/sluice/store"
 )
 
 func newServeCmd(log *slog.Logger) *cobra.Command {
-	var listen, dataDir, dsn, tokenFile string
+	var listen, tokenFile string
+	var sf storeFlags
 	cmd := &cobra.Command{
-		Use:   "serve [--listen ADDR] [--data-dir DIR] [--db DSN] [--token-file FILE]",
-		Short: "Serve the ResultsDB v2.0 API (/api/v2.0/) on the embedded defaults",
+		Use:   "serve [--config FILE] [--listen ADDR] [--data-dir DIR] [--db DSN] [--token-file FILE]",
+		Short: "Serve the ResultsDB v2.0 API (/api/v2.0/) and the artifacts, on the embedded defaults",
 		Long: "Serve the ResultsDB-compatible API under /api/v2.0/ from the SQL store (SQLite in the data\n" +
-			"directory unless --db names PostgreSQL). Reads are open; writes need a bearer token. Tokens come\n" +
-			"from --token-file (one per line, NAME:SCOPE:TOKEN, SCOPE worker or admin); without one, an admin\n" +
-			"token is generated into DATA-DIR/admin-token on first start.",
+			"directory unless --db or the configuration names PostgreSQL), and the artifact store (build logs,\n" +
+			"packages) under /artifacts/SHA256. Reads are open; writes need a bearer token. Tokens come from\n" +
+			"--token-file or server.tokens_file (one per line, NAME:SCOPE:TOKEN, SCOPE worker or admin);\n" +
+			"without one, an admin token is generated into DATA-DIR/admin-token on first start. With\n" +
+			"results.external configured, every result recorded in the store is delivered there too, once.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			if err := os.MkdirAll(dataDir, 0o755); err != nil {
-				return err
-			}
-			tokens, err := loadTokens(tokenFile, dataDir, cmd.ErrOrStderr())
+			e, err := sf.open(cmd, log)
 			if err != nil {
 				return err
 			}
-			if dsn == "" {
-				dsn = "sqlite://" + filepath.Join(dataDir, "sluice.db")
+			defer e.close()
+			db := e.db
+			if !cmd.Flags().Changed("token-file") && e.cfg.Server.TokensFile != "" {
+				tokenFile = e.cfg.Server.TokensFile
 			}
-			db, err := store.Open(ctx, dsn, log)
+			tokens, err := loadTokens(tokenFile, e.dataDir, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			defer db.Close()
-			api := results.NewAPI(results.NewStore(db, results.Config{}), db, tokens, log)
+			if !cmd.Flags().Changed("listen") && e.cfg.Server.Listen != "" {
+				listen = e.cfg.Server.Listen
+			}
+			arts, err := builder.NewArtifacts(filepath.Join(e.dataDir, "artifacts"))
+			if err != nil {
+				return err
+			}
+			defer arts.Close()
+			events := results.NewEvents(e.results, log)
+			api := results.NewAPI(e.results, db, tokens, events, log)
+			mux := http.NewServeMux()
+			mux.Handle("/", api)
+			mux.Handle("GET /artifacts/{sha256}", artifactHandler(arts))
 			srv := &http.Server{
-				Handler:           api,
+				Handler:           mux,
 				ReadHeaderTimeout: 10 * time.Second,
 				ReadTimeout:       time.Minute,
-				WriteTimeout:      time.Minute,
+				WriteTimeout:      10 * time.Minute, // artifacts can be large; the event stream lifts it
 				IdleTimeout:       2 * time.Minute,
 			}
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
 				return err
 			}
-			log.Info("serving", "addr", ln.Addr().String(), "api", "/api/v2.0/")
-			errc := make(chan error, 1)
-			go func() { errc <- srv.Serve(ln) }()
-			select {
-			case err := <-errc:
-				return err
-			case <-ctx.Done():
+			log.Info("serving", "addr", ln.Addr().String(), "api", "/api/v2.0/", "external_resultsdb", e.sender != nil)
+			g, gctx := errgroup.WithContext(ctx)
+			g.Go(func() error {
+				if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+					return err
+				}
+				return nil
+			})
+			g.Go(func() error {
+				<-gctx.Done()
+				shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				defer cancel()
+				return srv.Shutdown(shutdown)
+			})
+			g.Go(func() error { return events.Run(gctx) })
+			if e.sender != nil {
+				g.Go(func() error { return e.sender.Run(gctx) })
 			}
-			shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			defer cancel()
-			if err := srv.Shutdown(shutdown); err != nil {
-				return err
-			}
-			if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
+			return g.Wait()
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", "127.0.0.1:5001", "address to listen on (loopback by default)")
-	f.StringVar(&dataDir, "data-dir", defaultDataDir(), "sluice's data directory (the SQLite database, the generated admin token)")
-	f.StringVar(&dsn, "db", "", "database: postgres://... (default: SQLite in the data directory)")
 	f.StringVar(&tokenFile, "token-file", "", "write tokens, one per line: NAME:SCOPE:TOKEN")
+	sf.register(f)
 	return cmd
+}
+
+// artifactHandler serves the artifact store read-only: build logs and
+// packages by their SHA-256, as the results' log_url links them.
+func artifactHandler(arts *builder.Artifacts) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sha := r.PathValue("sha256")
+		f, err := arts.Open(sha)
+		switch {
+		case errors.Is(err, builder.ErrBadDigest):
+			http.Error(w, "artifact: not a SHA-256 digest in lower-case hex", http.StatusBadRequest)
+			return
+		case errors.Is(err, fs.ErrNotExist):
+			http.Error(w, "artifact: not found", http.StatusNotFound)
+			return
+		case err != nil:
+			http.Error(w, "artifact: cannot be read", http.StatusInternalServerError)
+			return
+		}
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil {
+			http.Error(w, "artifact: cannot be read", http.StatusInternalServerError)
+			return
+		}
+		// Content never changes under a digest.
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		w.Header().Set("ETag", `"`+sha+`"`)
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		var head [512]byte
+		n, _ := io.ReadFull(f, head[:])
+		ct := http.DetectContentType(head[:n])
+		if !strings.HasPrefix(ct, "text/plain") {
+			ct = "application/octet-stream" // never let a browser render what a build wrote as HTML
+		}
+		w.Header().Set("Content-Type", ct)
+		http.ServeContent(w, r, "", st.ModTime(), f)
+	})
 }
 
 var tokenLineRE = regexp.MustCompile(`^([A-Za-z0-9._-]+):(worker|admin):([A-Za-z0-9._~+/=-]{16,})$`)

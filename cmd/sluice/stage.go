@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -13,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-ci/sluice/builder"
-	"github.com/sluice-ci/sluice/store"
 )
 
 func newStageCmd(log *slog.Logger) *cobra.Command {
@@ -40,7 +40,7 @@ func defaultDataDir() string {
 func newStageBuildCmd(log *slog.Logger) *cobra.Command {
 	var (
 		req             builder.Request
-		dataDir, dsn    string
+		sf              storeFlags
 		timeout         time.Duration
 		rpmNoDeps       bool
 		rpmHostProvides []string
@@ -64,18 +64,13 @@ func newStageBuildCmd(log *slog.Logger) *cobra.Command {
 			if req.Project == "" || req.URL == "" || req.Ref == "" || req.OutDir == "" {
 				return fmt.Errorf("stage build: --project, --url, --ref and --out are needed (or the ZUUL_* environment)")
 			}
-			if dsn == "" {
-				dsn = "sqlite://" + filepath.Join(dataDir, "sluice.db")
-			}
-			if err := os.MkdirAll(dataDir, 0o755); err != nil {
-				return err
-			}
-			db, err := store.Open(cmd.Context(), dsn, log)
+			e, err := sf.open(cmd, log)
 			if err != nil {
 				return err
 			}
-			defer db.Close()
-			b, err := newBuilder(dataDir, builder.NewRecords(db), timeout, rpmNoDeps, rpmHostProvides, log)
+			defer e.close()
+			records := builder.NewRecords(e.db, e.recorder, artifactURL(e.cfg.Server.URL))
+			b, err := newBuilder(e.dataDir, records, timeout, rpmNoDeps, rpmHostProvides, log)
 			if err != nil {
 				return err
 			}
@@ -83,6 +78,7 @@ func newStageBuildCmd(log *slog.Logger) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			e.push(cmd.Context(), time.Minute, log)
 			enc := json.NewEncoder(cmd.OutOrStdout())
 			enc.SetIndent("", "  ")
 			if err := enc.Encode(recs); err != nil {
@@ -105,8 +101,10 @@ func newStageBuildCmd(log *slog.Logger) *cobra.Command {
 	f.IntVar(&req.Patchset, "patchset", 0, "patchset of a test build (default $ZUUL_PATCHSET)")
 	f.StringSliceVar(&req.Formats, "format", nil, "formats to build: deb, rpm (default: every layout the tree has)")
 	f.StringVar(&req.OutDir, "out", "", "output directory (default ./sluice-build when run from Zuul)")
-	f.StringVar(&dataDir, "data-dir", defaultDataDir(), "sluice's data directory: git caches, artifacts, work space, the SQLite database")
-	f.StringVar(&dsn, "db", "", "database for build records: postgres://... (default: SQLite in the data directory)")
+	f.StringVar(&req.Pipeline, "pipeline", "", "pipeline this stage runs in, for its results (default $ZUUL_PIPELINE)")
+	f.StringVar(&req.Buildset, "buildset", "", "buildset UUID, the results' group (default $ZUUL_UUID)")
+	f.IntVar(&req.Attempt, "attempt", 1, "attempt of this stage run in its buildset")
+	sf.register(f)
 	f.DurationVar(&timeout, "timeout", time.Hour, "time limit of one build; the build's process group is killed after it")
 	f.BoolVar(&rpmNoDeps, "rpm-nodeps", false, "rpm: pass --nodeps to rpmbuild, for hosts whose rpmdb does not describe the system (Debian)")
 	f.StringSliceVar(&rpmHostProvides, "rpm-host-provides", nil, "rpm: BuildRequires the host provides outside the rpmdb (e.g. gcc,make on Debian)")
@@ -129,6 +127,18 @@ func fromZuulEnv(req *builder.Request, cmd *cobra.Command) error {
 			req.Ref = env("ZUUL_REF")
 		}
 	}
+	if req.Pipeline == "" {
+		req.Pipeline = env("ZUUL_PIPELINE")
+	}
+	if req.Buildset == "" {
+		req.Buildset = env("ZUUL_UUID")
+	}
+	if req.Attempt < 1 {
+		return fmt.Errorf("stage build: --attempt %d: attempts count from 1", req.Attempt)
+	}
+	if req.Buildset != "" && !uuidRE.MatchString(req.Buildset) {
+		return fmt.Errorf("stage build: buildset %q is not a UUID", req.Buildset)
+	}
 	for flag, p := range map[string]*int{"change": &req.Change, "patchset": &req.Patchset} {
 		v := env("ZUUL_" + strings.ToUpper(flag))
 		if cmd.Flags().Changed(flag) || v == "" {
@@ -144,6 +154,18 @@ func fromZuulEnv(req *builder.Request, cmd *cobra.Command) error {
 		req.OutDir = "sluice-build"
 	}
 	return nil
+}
+
+var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$`)
+
+// artifactURL gives the links to artifacts that `sluice serve` at base
+// serves; none without a base.
+func artifactURL(base string) builder.LogURL {
+	if base == "" {
+		return nil
+	}
+	base = strings.TrimSuffix(base, "/")
+	return func(a builder.Artifact) string { return base + "/artifacts/" + a.SHA256 }
 }
 
 // newBuilder wires a Builder under dataDir.

@@ -3,8 +3,10 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +14,8 @@ import (
 	"github.com/sluice-ci/sluice/builder"
 	"github.com/sluice-ci/sluice/internal/gittest"
 	"github.com/sluice-ci/sluice/internal/pkgtest"
+	"github.com/sluice-ci/sluice/results"
+	"github.com/sluice-ci/sluice/store"
 )
 
 // sampleRepo commits builder's hello-sh sample into a new git repository
@@ -46,9 +50,13 @@ func TestStageBuild(t *testing.T) {
 	repo, broken := sampleRepo(t, false), sampleRepo(t, true)
 	data := t.TempDir()
 	out := filepath.Join(t.TempDir(), "out")
+	ext := newExternalResultsDB(t)
+	conf := filepath.Join(t.TempDir(), "sluice.yaml")
+	writeTestFile(t, conf, "server:\n  url: http://ci.example.org:5001\nresults:\n  external:\n    url: "+ext.url+"\n    token_file: "+ext.tokenFile+"\n")
+	const buildset = "6a1f0c2e-9b8d-4c7e-a5f3-1d2e3f4a5b6c"
 	stdout, err := sluice(t, "stage", "build", "--project", "hello-sh", "--url", "file://"+repo,
 		"--ref", "refs/changes/45/12345/2", "--change", "12345", "--patchset", "2", "--format", "deb",
-		"--data-dir", data, "--out", out)
+		"--pipeline", "check", "--buildset", buildset, "--config", conf, "--data-dir", data, "--out", out)
 	if err != nil {
 		t.Fatalf("stage build: %v\n%s", err, stdout)
 	}
@@ -63,6 +71,21 @@ func TestStageBuild(t *testing.T) {
 		if _, err := os.Stat(p); err != nil {
 			t.Error(err)
 		}
+	}
+	// The build's results: in the local store, in the buildset's group,
+	// and delivered to the external ResultsDB before the stage ended.
+	local, err := sluice(t, "results", "list", "--data-dir", data, "--json", "--testcase", "sluice.build")
+	if err != nil {
+		t.Fatalf("results list: %v\n%s", err, local)
+	}
+	for _, want := range []string{`"hello-sh~12345~2"`, `"hello-sh_0.9-1~c12345.p2_all"`, buildset,
+		`"http://ci.example.org:5001/artifacts/` + recs[0].Log.SHA256 + `"`} {
+		if !strings.Contains(local, want) {
+			t.Errorf("local results lack %s:\n%s", want, local)
+		}
+	}
+	if got := ext.items(t); !slices.Equal(got, []string{"hello-sh_0.9-1~c12345.p2_all", "hello-sh~12345~2"}) {
+		t.Errorf("external ResultsDB holds items %q", got)
 	}
 
 	// From Zuul's parameters only (the URL is ZUUL_URL/ZUUL_PROJECT).
@@ -89,5 +112,50 @@ func TestStageBuild(t *testing.T) {
 	// The output holds the records, then the reason on stderr.
 	if err := json.NewDecoder(strings.NewReader(stdout)).Decode(&recs); err != nil || recs[0].Outcome != builder.Failed {
 		t.Fatalf("failing build records: %v\n%s", err, stdout)
+	}
+}
+
+// externalResultsDB is a ResultsDB on its own store, as another sluice
+// or upstream's would be, with a worker token in a file.
+type externalResultsDB struct {
+	url, tokenFile string
+	results        *results.Store
+}
+
+func newExternalResultsDB(t *testing.T) *externalResultsDB {
+	t.Helper()
+	db, err := store.Open(t.Context(), "sqlite://"+filepath.Join(t.TempDir(), "external.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	const token = "external-worker-token-0123456789"
+	rs := results.NewStore(db, results.Config{})
+	srv := httptest.NewServer(results.NewAPI(rs, db, results.StaticTokens{token: results.ScopeWorker}, nil, nil))
+	t.Cleanup(srv.Close)
+	file := filepath.Join(t.TempDir(), "resultsdb-token")
+	writeTestFile(t, file, token+"\n")
+	return &externalResultsDB{url: srv.URL + "/api/v2.0/", tokenFile: file, results: rs}
+}
+
+// items returns the sorted items of the results the external side holds.
+func (e *externalResultsDB) items(t *testing.T) []string {
+	t.Helper()
+	rs, _, err := e.results.Results(t.Context(), results.Query{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var items []string
+	for _, r := range rs {
+		items = append(items, r.Data["item"]...)
+	}
+	slices.Sort(items)
+	return items
+}
+
+func writeTestFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

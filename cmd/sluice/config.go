@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sluice-ci/sluice/results"
+)
+
+// config is sluice's configuration file (--config): one YAML document,
+// decoded strictly, every field optional. Secrets are never in it, only
+// the files or environment variables that hold them.
+type config struct {
+	// DataDir holds the SQLite database, git caches, artifacts.
+	DataDir string `yaml:"data_dir"`
+	// Database is a DSN: sqlite:///path or postgres://user@host/db. A
+	// PostgreSQL password comes from PGPASSWORD or PGPASSFILE, as libpq
+	// reads them, never from this file.
+	Database string        `yaml:"database"`
+	Server   serverConfig  `yaml:"server"`
+	Results  resultsConfig `yaml:"results"`
+}
+
+// serverConfig is what `sluice serve` listens on and who may write.
+type serverConfig struct {
+	Listen string `yaml:"listen"`
+	// URL is how others reach this server (log links in results);
+	// http://LISTEN when empty.
+	URL string `yaml:"url"`
+	// TokensFile holds the write tokens, NAME:SCOPE:TOKEN per line.
+	TokensFile string `yaml:"tokens_file"`
+}
+
+// resultsConfig is the results section: outcomes beside upstream's, and
+// the external ResultsDB results are delivered to, if any.
+type resultsConfig struct {
+	results.Config `yaml:",inline"`
+	External       *externalConfig `yaml:"external"`
+}
+
+// externalConfig names an external ResultsDB (upstream's or another
+// sluice's).
+type externalConfig struct {
+	// URL is the API root, https://resultsdb.example.org/api/v2.0/.
+	URL string `yaml:"url"`
+	// TokenFile or TokenEnv holds the bearer token for writes.
+	TokenFile string        `yaml:"token_file"`
+	TokenEnv  string        `yaml:"token_env"`
+	Timeout   time.Duration `yaml:"timeout"`
+}
+
+// maxConfigSize bounds a configuration file.
+const maxConfigSize = 1 << 20
+
+// parseConfig decodes and validates a configuration file.
+func parseConfig(r io.Reader) (*config, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxConfigSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxConfigSize {
+		return nil, fmt.Errorf("larger than %d bytes", maxConfigSize)
+	}
+	var c config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("more than one YAML document")
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// loadConfig reads the configuration file at path; "" means none, all
+// defaults.
+func loadConfig(path string) (*config, error) {
+	if path == "" {
+		return &config{}, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	c, err := parseConfig(f)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Validate checks every section, naming the field at fault.
+func (c *config) Validate() error {
+	if c.Database != "" {
+		u, err := url.Parse(c.Database)
+		if err == nil && u.User != nil {
+			if _, has := u.User.Password(); has {
+				return errors.New("database: holds a password; give it in PGPASSWORD or a PGPASSFILE instead")
+			}
+		}
+		if err == nil && strings.Contains(u.RawQuery, "password=") {
+			return errors.New("database: holds a password; give it in PGPASSWORD or a PGPASSFILE instead")
+		}
+	}
+	if err := c.Server.Validate(); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	if err := c.Results.Config.Validate(); err != nil {
+		return err
+	}
+	if c.Results.External != nil {
+		if err := c.Results.External.Validate(); err != nil {
+			return fmt.Errorf("results: external: %w", err)
+		}
+	}
+	return nil
+}
+
+// Validate checks the server section.
+func (s serverConfig) Validate() error {
+	if s.Listen != "" {
+		if _, _, err := net.SplitHostPort(s.Listen); err != nil {
+			return fmt.Errorf("listen: %q is not host:port", s.Listen)
+		}
+	}
+	if s.URL != "" {
+		if err := checkHTTPURL(s.URL); err != nil {
+			return fmt.Errorf("url: %w", err)
+		}
+	}
+	return nil
+}
+
+// Validate checks the external ResultsDB section.
+func (e externalConfig) Validate() error {
+	if err := checkHTTPURL(e.URL); err != nil {
+		return fmt.Errorf("url: %w", err)
+	}
+	if (e.TokenFile == "") == (e.TokenEnv == "") {
+		return errors.New("give exactly one of token_file and token_env")
+	}
+	if e.Timeout < 0 {
+		return errors.New("timeout: negative")
+	}
+	return nil
+}
+
+// token reads the external ResultsDB's token from its file or variable.
+func (e externalConfig) token() (string, error) {
+	if e.TokenEnv != "" {
+		v := strings.TrimSpace(os.Getenv(e.TokenEnv))
+		if v == "" {
+			return "", fmt.Errorf("results: external: token_env: $%s is empty", e.TokenEnv)
+		}
+		return v, nil
+	}
+	data, err := os.ReadFile(e.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("results: external: token_file: %w", err)
+	}
+	v := strings.TrimSpace(string(data))
+	if v == "" || strings.ContainsAny(v, "\n\r") {
+		return "", fmt.Errorf("results: external: token_file %s: want one token on one line", e.TokenFile)
+	}
+	return v, nil
+}
+
+// checkHTTPURL accepts an absolute http(s) URL without credentials.
+func checkHTTPURL(s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return err
+	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
+		return fmt.Errorf("%q is not an http:// or https:// URL", s)
+	case u.User != nil:
+		return fmt.Errorf("%q holds credentials; use a token file", u.Redacted())
+	}
+	return nil
+}
