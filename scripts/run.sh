@@ -31,9 +31,14 @@ done
 "$SLUICE" repo publish --format rpm --out "$RUNDIR/repo/rpm" --key "$key/signing-key.asc" "$RUNDIR"/build/*/rpm
 "$SLUICE" repo verify --keyring "$key/signing-key.pub.asc" "$RUNDIR/repo/deb"
 "$SLUICE" repo verify --keyring "$key/signing-key.pub.asc" "$RUNDIR/repo/rpm"
+echo
+echo "Stage outcomes, as ResultsDB results (sluice results list --data-dir $RUNDIR/data):"
+"$SLUICE" results list --data-dir "$RUNDIR/data" --testcase sluice.build
 cat <<TXT
 
 Built from git, published and verified. Build records: $RUNDIR/build/*/*/record.json
+The same results over the ResultsDB v2.0 API: $SLUICE serve --data-dir $RUNDIR/data,
+then http://127.0.0.1:5001/api/v2.0/results
 
 To use the repositories on this machine:
 
