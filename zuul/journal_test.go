@@ -1,0 +1,81 @@
+package zuul
+
+import (
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/sluice-ci/sluice/internal/pgtest"
+	"github.com/sluice-ci/sluice/store"
+)
+
+// TestJournal appends events, reads them back pending in order, and marks
+// them done in the applying transaction: a rolled-back application leaves
+// the event pending, a second Done is refused.
+func TestJournal(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		dsn  func(t *testing.T) string
+	}{
+		{"sqlite", func(t *testing.T) string { return "sqlite://" + filepath.Join(t.TempDir(), "sluice.db") }},
+		{"postgres", func(t *testing.T) string { return pgtest.NewDatabase(t, pgtest.Start(t)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			db, err := store.Open(t.Context(), tc.dsn(t), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			j := NewJournal(db)
+			ch := &Change{Project: "hello", Branch: "main", Number: 12345, Patchset: 2, Ref: ChangeRef(12345, 2),
+				Commit: "0123456789abcdef0123456789abcdef01234567"}
+			events := []*Event{
+				{Type: PatchsetCreated, Project: "hello", Branch: "main", Change: ch, Created: time.Unix(1793620800, 0).UTC()},
+				{Type: CommentAdded, Project: "hello", Branch: "main", Change: ch, Comment: "recheck",
+					Approvals: []Approval{{Label: "Code-Review", Value: 2}}},
+			}
+			for _, ev := range events {
+				if _, err := j.AppendOne(t.Context(), "gerrit", ev); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := j.AppendOne(t.Context(), "", events[0]); err == nil {
+				t.Error("an event without a source was journalled")
+			}
+			got, err := j.Pending(t.Context(), 10)
+			if err != nil || len(got) != 2 || got[0].Event.Type != PatchsetCreated || got[1].Event.Comment != "recheck" ||
+				got[0].Event.Change.Ref != "refs/changes/45/12345/2" || !got[0].Event.Created.Equal(events[0].Created) {
+				t.Fatalf("Pending = %+v, %v", got, err)
+			}
+			applyErr := errors.New("scheduler failed")
+			err = db.Tx(t.Context(), func(tx *sql.Tx) error {
+				if err := j.Done(t.Context(), tx, got[0].ID); err != nil {
+					return err
+				}
+				return applyErr
+			})
+			if !errors.Is(err, applyErr) {
+				t.Fatal(err)
+			}
+			if p, _ := j.Pending(t.Context(), 10); len(p) != 2 {
+				t.Fatalf("after a rolled-back application: %d pending, want 2", len(p))
+			}
+			done := func(id int64) error {
+				return db.Tx(t.Context(), func(tx *sql.Tx) error { return j.Done(t.Context(), tx, id) })
+			}
+			if err := done(got[0].ID); err != nil {
+				t.Fatal(err)
+			}
+			if err := done(got[0].ID); err == nil {
+				t.Fatal("an event was marked done twice")
+			}
+			if p, _ := j.Pending(t.Context(), 10); len(p) != 1 || p[0].ID != got[1].ID {
+				t.Fatalf("pending after Done: %+v", p)
+			}
+		})
+	}
+}
