@@ -1,0 +1,237 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/sluice-ci/sluice/zuul"
+)
+
+// Dispatcher hands stage runs to workers; their outcomes come back through
+// [Runner.Deliver] as [StageEnded]. Dispatch must not wait for the run.
+type Dispatcher interface {
+	Dispatch(ctx context.Context, d DispatchStage) error
+	Cancel(ctx context.Context, c CancelStage) error
+}
+
+// Merger makes the speculative merge of changes, in order, on their branch
+// tips, under ref, and returns the merged commit per project. A change that
+// does not merge is named in conflict ("N,P"); err is any other failure.
+type Merger interface {
+	Merge(ctx context.Context, ref string, changes []zuul.Change) (commits map[string]string, conflict string, err error)
+}
+
+// Reporter posts a report (votes and message) on a change.
+type Reporter interface {
+	Report(ctx context.Context, r Report) error
+}
+
+// Submitter posts the success votes and submits a change; merged says
+// whether the change is merged afterwards (also when it already was).
+type Submitter interface {
+	Submit(ctx context.Context, s Submit) (merged bool, err error)
+}
+
+// Recorder keeps how buildsets ended (the store); it may be nil.
+type Recorder interface {
+	RecordBuildset(ctx context.Context, r RecordBuildsetOutcome) error
+}
+
+// Parts are what a [Runner] acts through.
+type Parts struct {
+	Dispatcher Dispatcher
+	Merger     Merger
+	Reporter   Reporter
+	Submitter  Submitter
+	Query      ChangeQuery
+	Recorder   Recorder // optional
+}
+
+// Runner owns a [Scheduler] in one goroutine (Run): it feeds it events,
+// carries out its actions through [Parts] and feeds their completions back
+// as events.
+type Runner struct {
+	s      *Scheduler
+	parts  Parts
+	log    *slog.Logger
+	events chan Event
+	done   chan struct{}
+	// pending actions from Restore, carried out when Run starts
+	initial []Action
+
+	// reports and records go out in order through one goroutine.
+	mu      sync.Mutex
+	outbox  []Action
+	wake    chan struct{}
+	workers sync.WaitGroup
+}
+
+// NewRunner returns a runner of s; initial are actions to carry out first
+// (those [Restore] returns).
+func NewRunner(s *Scheduler, parts Parts, log *slog.Logger, initial []Action) *Runner {
+	return &Runner{s: s, parts: parts, log: log, events: make(chan Event, 1024),
+		done: make(chan struct{}), initial: initial, wake: make(chan struct{}, 1)}
+}
+
+// ErrStopped is returned by Deliver and Trigger once Run has returned.
+var ErrStopped = errors.New("pipeline: runner stopped")
+
+// Deliver hands an event to the scheduler (a stage outcome from a worker,
+// for one). It waits while the event queue is full.
+func (r *Runner) Deliver(ctx context.Context, ev Event) error {
+	select {
+	case r.events <- ev:
+		return nil
+	case <-r.done:
+		return ErrStopped
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Trigger queries the change of a Gerrit event again (approvals and
+// current patchset) with its open dependencies, and delivers the result.
+// It runs in the caller's goroutine (the event source's).
+func (r *Runner) Trigger(ctx context.Context, ev zuul.Event) error {
+	te := TriggerEvent{Event: ev}
+	if ev.Change != nil && ev.Change.Number > 0 {
+		found, err := r.parts.Query.Query(ctx, fmt.Sprintf("change:%d", ev.Change.Number))
+		if err != nil {
+			return fmt.Errorf("trigger %s %s: query: %w", ev.Type, ev.Change.String(), err)
+		}
+		c := *ev.Change
+		for _, f := range found {
+			if f.Project == ev.Change.Project {
+				// The query names the current patchset; the event's may be older.
+				f.Current = f.Patchset == ev.Change.Patchset
+				if !f.Current {
+					f.Patchset, f.Ref, f.Commit = ev.Change.Patchset, ev.Change.Ref, ev.Change.Commit
+				}
+				c = f
+			}
+		}
+		te.Change = &c
+		needs, deps, err := ResolveDeps(ctx, r.parts.Query, c)
+		if err != nil {
+			return fmt.Errorf("trigger %s %s: %w", ev.Type, c.String(), err)
+		}
+		te.Needs, te.Deps = needs, deps
+	}
+	return r.Deliver(ctx, te)
+}
+
+// Run handles events until ctx ends, then waits for the work it started.
+func (r *Runner) Run(ctx context.Context) error {
+	defer close(r.done)
+	r.workers.Add(1)
+	go r.sendOutbox(ctx)
+	defer r.workers.Wait()
+	r.carryOut(ctx, r.initial)
+	r.initial = nil
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev := <-r.events:
+			r.carryOut(ctx, r.s.Handle(ev))
+		}
+	}
+}
+
+// carryOut starts each action; what finishes later comes back as an event.
+func (r *Runner) carryOut(ctx context.Context, actions []Action) {
+	for _, a := range actions {
+		switch a := a.(type) {
+		case DispatchStage:
+			if err := r.parts.Dispatcher.Dispatch(ctx, a); err != nil {
+				r.log.Error("stage dispatch", "buildset", a.Buildset, "stage", a.Stage, "attempt", a.Attempt, "err", err)
+				r.later(ctx, func() Event {
+					return StageEnded{Buildset: a.Buildset, Stage: a.Stage, Attempt: a.Attempt, Outcome: OutcomeError}
+				})
+			}
+		case CancelStage:
+			if err := r.parts.Dispatcher.Cancel(ctx, a); err != nil {
+				r.log.Warn("stage cancel", "buildset", a.Buildset, "stage", a.Stage, "attempt", a.Attempt, "err", err)
+			}
+		case RequestMerge:
+			r.later(ctx, func() Event {
+				commits, conflict, err := r.parts.Merger.Merge(ctx, "refs/sluice/"+a.Pipeline+"/"+a.Buildset, a.Changes)
+				md := MergeDone{Buildset: a.Buildset, Commits: commits, Conflict: conflict}
+				if err != nil {
+					md.Err = err.Error()
+				}
+				return md
+			})
+		case Submit:
+			r.later(ctx, func() Event {
+				merged, err := r.parts.Submitter.Submit(ctx, a)
+				sd := SubmitDone{Buildset: a.Buildset, Merged: merged}
+				if err != nil {
+					r.log.Warn("submit", "change", a.Change.String(), "err", err)
+					sd.Err = err.Error()
+				}
+				return sd
+			})
+		case Report, RecordBuildsetOutcome:
+			r.mu.Lock()
+			r.outbox = append(r.outbox, a)
+			r.mu.Unlock()
+			select {
+			case r.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// later runs f in a goroutine the runner waits for and delivers its event.
+func (r *Runner) later(ctx context.Context, f func() Event) {
+	r.workers.Add(1)
+	go func() {
+		defer r.workers.Done()
+		ev := f()
+		if ctx.Err() != nil {
+			return
+		}
+		select {
+		case r.events <- ev:
+		case <-ctx.Done():
+		}
+	}()
+}
+
+// sendOutbox posts reports and records in the order they were made.
+func (r *Runner) sendOutbox(ctx context.Context) {
+	defer r.workers.Done()
+	for {
+		r.mu.Lock()
+		batch := r.outbox
+		r.outbox = nil
+		r.mu.Unlock()
+		for _, a := range batch {
+			switch a := a.(type) {
+			case Report:
+				if err := r.parts.Reporter.Report(ctx, a); err != nil {
+					r.log.Error("report", "pipeline", a.Pipeline, "change", a.Change.String(), "action", a.Action, "err", err)
+				}
+			case RecordBuildsetOutcome:
+				if r.parts.Recorder != nil {
+					if err := r.parts.Recorder.RecordBuildset(ctx, a); err != nil {
+						r.log.Error("record buildset", "buildset", a.Buildset, "err", err)
+					}
+				}
+			}
+		}
+		if len(batch) > 0 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.wake:
+		}
+	}
+}
