@@ -113,4 +113,8 @@ type Event struct {
 	OldRev  string    `json:"old_rev,omitempty"`
 	NewRev  string    `json:"new_rev,omitempty"`
 	Created time.Time `json:"created"`
+	// Synthetic marks an event that no Gerrit stream sent: the SSH
+	// source made it up from a query after a reconnection (see
+	// SSHSource). It may repeat one already sent.
+	Synthetic bool `json:"synthetic,omitempty"`
 }
