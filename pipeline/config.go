@@ -374,7 +374,7 @@ func (p *Pipeline) validate() error {
 	if len(p.Trigger.Gerrit) == 0 {
 		return errors.New("trigger.gerrit: empty")
 	}
-	p.filters = p.filters[:0]
+	p.filters = nil
 	for i, f := range p.Trigger.Gerrit {
 		cf := compiledFilter{approval: f.Approval}
 		if len(f.Event) == 0 {

@@ -29,6 +29,11 @@ type Scheduler struct {
 // NewScheduler returns a scheduler with empty queues. now is its clock;
 // salt makes its identifiers (a random one when empty).
 func NewScheduler(cfg *Config, now func() time.Time, salt string) (*Scheduler, error) {
+	// The scheduler keeps its own copy: Validate compiles into it.
+	c := *cfg
+	c.Pipelines = slices.Clone(cfg.Pipelines)
+	c.Projects = slices.Clone(cfg.Projects)
+	cfg = &c
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -48,7 +48,7 @@ func Restore(cfg *Config, now func() time.Time, snapshot []byte) (*Scheduler, []
 	}
 	s.st = st
 	for _, ps := range s.st.Pipelines {
-		p := cfg.pipeline(ps.Name)
+		p := s.cfg.pipeline(ps.Name)
 		for _, q := range ps.Queues {
 			for _, it := range q.Items {
 				bs := s.st.Buildsets[it.Buildset]
