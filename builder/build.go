@@ -42,6 +42,10 @@ type Request struct {
 	// Formats to build ("deb", "rpm"); empty means every layout the tree
 	// has.
 	Formats []string
+	// SkipMissing makes a format of Formats that the tree lacks no
+	// error: nothing is built or recorded for it. A buildset builds the
+	// other projects of its changes this way.
+	SkipMissing bool
 	// OutDir receives, per format, a directory with the outputs, the log
 	// and the record.
 	OutDir string
@@ -154,7 +158,7 @@ func (b *Builder) Build(ctx context.Context, req Request) ([]*Record, error) {
 		}
 	}
 	for _, f := range req.Formats {
-		if !slices.ContainsFunc(todo, func(be Backend) bool { return be.Format() == f }) {
+		if !slices.ContainsFunc(todo, func(be Backend) bool { return be.Format() == f }) && !req.SkipMissing {
 			r := base
 			r.ID, r.Format, r.Start, r.End, r.Outcome = newID(), f, time.Now().UTC(), time.Now().UTC(), Error
 			r.Reason = fmt.Sprintf("no %s layout in %s at %s (want debian/ for deb, a *.spec at the root or under rpm/ for rpm)", f, req.Project, co.Commit)
@@ -163,6 +167,9 @@ func (b *Builder) Build(ctx context.Context, req Request) ([]*Record, error) {
 			}
 			return []*Record{&r}, nil
 		}
+	}
+	if len(todo) == 0 && req.SkipMissing {
+		return nil, nil
 	}
 	if len(todo) == 0 {
 		r := base

@@ -28,6 +28,16 @@ type config struct {
 	Database string        `yaml:"database"`
 	Server   serverConfig  `yaml:"server"`
 	Results  resultsConfig `yaml:"results"`
+	Signing  signingConfig `yaml:"signing"`
+}
+
+// signingConfig names the key that signs the buildsets' test
+// repositories. Without one, a key made on first use is kept in the data
+// directory (keys/test-signing-key.asc, 0600, not encrypted): test
+// repositories are for the machines of the tests.
+type signingConfig struct {
+	TestKey            string `yaml:"test_key"`
+	TestPassphraseFile string `yaml:"test_passphrase_file"`
 }
 
 // serverConfig is what `sluice serve` listens on and who may write.

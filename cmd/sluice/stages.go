@@ -1,0 +1,336 @@
+package main
+
+// The stage functions the in-process pool runs and `sluice stage` calls:
+// thin wiring of builder and repo around a buildset's work directory,
+// DATA-DIR/buildsets/<uuid>/ (build/<project>/<format>/ with each
+// project's packages, repo/{deb,rpm}/ the buildset's signed test
+// repositories).
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluice-ci/sluice/builder"
+	"github.com/sluice-ci/sluice/jobs"
+	"github.com/sluice-ci/sluice/repo"
+	"github.com/sluice-ci/sluice/results"
+)
+
+// stages runs stages for one data directory.
+type stages struct {
+	env     *env
+	builder *builder.Builder
+	testKey *repo.Key
+	log     *slog.Logger
+}
+
+// newStages wires the stage functions on e.
+func newStages(e *env, timeout time.Duration, rpmNoDeps bool, rpmHostProvides []string, log *slog.Logger) (*stages, error) {
+	records := builder.NewRecords(e.db, e.recorder, artifactURL(e.cfg.Server.URL))
+	b, err := newBuilder(e.dataDir, records, timeout, rpmNoDeps, rpmHostProvides, log)
+	if err != nil {
+		return nil, err
+	}
+	k, err := testKey(e)
+	if err != nil {
+		return nil, fmt.Errorf("test repository key: %w", err)
+	}
+	return &stages{env: e, builder: b, testKey: k, log: log}, nil
+}
+
+// funcs are the stage functions by the names the pipeline gives stages.
+func (s *stages) funcs() map[string]jobs.StageFunc {
+	return map[string]jobs.StageFunc{
+		"build.deb": s.build("deb"),
+		"build.rpm": s.build("rpm"),
+		"publish":   s.publish,
+	}
+}
+
+// stageParams are the Zuul v2 job parameters a stage reads, validated.
+type stageParams struct {
+	URL, Project, Branch, Ref, Commit, Pipeline, UUID string
+	Change, Patchset                                  int
+	// Changes are ZUUL_CHANGES: project, branch and ref of the item's
+	// changes and those ahead of it, in queue order.
+	Changes []stageChange
+}
+
+type stageChange struct {
+	Project, Branch, Ref string
+	Number, Patchset     int
+}
+
+var (
+	zuulRefRE    = regexp.MustCompile(`^refs/[A-Za-z0-9._/-]+$`)
+	changeRefRE  = regexp.MustCompile(`^refs/changes/[0-9]{2}/([0-9]+)/([0-9]+)$`)
+	sha1RE       = regexp.MustCompile(`^[0-9a-f]{40}$`)
+	stageUUIDRE  = regexp.MustCompile(`^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$`)
+	stageNameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]*$`)
+	pipelineRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	maxParamSize = 64 << 10
+)
+
+// parseStageParams validates the parameters: they name paths and refs,
+// so nothing is used unchecked.
+func parseStageParams(p map[string]string) (stageParams, error) {
+	var sp stageParams
+	for k, v := range p {
+		if len(v) > maxParamSize {
+			return sp, fmt.Errorf("%s: longer than %d bytes", k, maxParamSize)
+		}
+	}
+	sp.URL, sp.Project, sp.Branch, sp.Ref = p["ZUUL_URL"], p["ZUUL_PROJECT"], p["ZUUL_BRANCH"], p["ZUUL_REF"]
+	sp.Commit, sp.Pipeline, sp.UUID = p["ZUUL_COMMIT"], p["ZUUL_PIPELINE"], strings.ToLower(p["ZUUL_UUID"])
+	switch {
+	case sp.URL == "":
+		return sp, errors.New("ZUUL_URL: missing")
+	case !stageNameRE.MatchString(sp.Project) || strings.Contains(sp.Project, ".."):
+		return sp, fmt.Errorf("ZUUL_PROJECT %q: not a project name", sp.Project)
+	case !zuulRefRE.MatchString(sp.Ref) || strings.Contains(sp.Ref, ".."):
+		return sp, fmt.Errorf("ZUUL_REF %q: not a ref", sp.Ref)
+	case sp.Commit != "" && !sha1RE.MatchString(sp.Commit):
+		return sp, fmt.Errorf("ZUUL_COMMIT %q: not a commit id", sp.Commit)
+	case !stageUUIDRE.MatchString(sp.UUID):
+		return sp, fmt.Errorf("ZUUL_UUID %q: not a UUID", sp.UUID)
+	case sp.Pipeline != "" && !pipelineRE.MatchString(sp.Pipeline):
+		return sp, fmt.Errorf("ZUUL_PIPELINE %q: not a pipeline name", sp.Pipeline)
+	}
+	for _, k := range []string{"ZUUL_CHANGE", "ZUUL_PATCHSET"} {
+		v := p[k]
+		if v == "" {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return sp, fmt.Errorf("%s %q: not a positive number", k, v)
+		}
+		if k == "ZUUL_CHANGE" {
+			sp.Change = n
+		} else {
+			sp.Patchset = n
+		}
+	}
+	if v := p["ZUUL_CHANGES"]; v != "" {
+		for _, part := range strings.Split(v, "^") {
+			f := strings.Split(part, ":")
+			if len(f) != 3 {
+				return sp, fmt.Errorf("ZUUL_CHANGES: %q is not project:branch:ref", part)
+			}
+			m := changeRefRE.FindStringSubmatch(f[2])
+			if m == nil || !stageNameRE.MatchString(f[0]) || strings.Contains(f[0], "..") {
+				return sp, fmt.Errorf("ZUUL_CHANGES: %q is not project:branch:refs/changes/NN/N/P", part)
+			}
+			n, _ := strconv.Atoi(m[1])
+			ps, _ := strconv.Atoi(m[2])
+			sp.Changes = append(sp.Changes, stageChange{Project: f[0], Branch: f[1], Ref: f[2], Number: n, Patchset: ps})
+		}
+	}
+	return sp, nil
+}
+
+// projects returns the projects the buildset builds: those of its
+// changes, in queue order, the item's own project last; with the change
+// (number, patchset) each is built for, the last of that project.
+func (sp stageParams) projects() []stageChange {
+	var out []stageChange
+	for _, c := range sp.Changes {
+		if i := slices.IndexFunc(out, func(o stageChange) bool { return o.Project == c.Project }); i >= 0 {
+			out = slices.Delete(out, i, i+1)
+		}
+		out = append(out, c)
+	}
+	if i := slices.IndexFunc(out, func(o stageChange) bool { return o.Project == sp.Project }); i >= 0 {
+		out = slices.Delete(out, i, i+1)
+	}
+	return append(out, stageChange{Project: sp.Project, Branch: sp.Branch, Ref: sp.Ref, Number: sp.Change, Patchset: sp.Patchset})
+}
+
+// buildsetDir is a buildset's work directory.
+func (s *stages) buildsetDir(uuid string) string {
+	return filepath.Join(s.env.dataDir, "buildsets", uuid)
+}
+
+// build returns the stage function that builds format for every project
+// of the buildset, at the buildset's speculative ref.
+func (s *stages) build(format string) jobs.StageFunc {
+	return func(ctx context.Context, r jobs.Run) (jobs.Result, error) {
+		sp, err := parseStageParams(r.Params)
+		if err != nil {
+			return jobs.Result{}, fmt.Errorf("stage build.%s: %w", format, err)
+		}
+		outcome := jobs.Passed
+		for _, pc := range sp.projects() {
+			own := pc.Project == sp.Project
+			ref := sp.Ref
+			if own && sp.Commit != "" {
+				ref = sp.Commit
+			}
+			out := filepath.Join(s.buildsetDir(sp.UUID), "build", strings.ReplaceAll(pc.Project, "/", "+"))
+			// A new attempt starts from nothing.
+			if err := os.RemoveAll(filepath.Join(out, format)); err != nil {
+				return jobs.Result{}, err
+			}
+			recs, err := s.builder.Build(ctx, builder.Request{
+				Project: pc.Project, URL: strings.TrimSuffix(sp.URL, "/") + "/" + pc.Project, Ref: ref,
+				Change: pc.Number, Patchset: pc.Patchset, Pipeline: sp.Pipeline, Buildset: sp.UUID, Attempt: r.Attempt,
+				Formats: []string{format}, SkipMissing: !own, OutDir: out,
+			})
+			if err != nil {
+				return jobs.Result{}, err
+			}
+			for _, rec := range recs {
+				switch rec.Outcome {
+				case builder.Passed:
+				case builder.Failed:
+					outcome = jobs.Failed
+				default:
+					if ctx.Err() != nil {
+						return jobs.Result{}, ctx.Err()
+					}
+					outcome = jobs.Failed // the change's tree cannot be built: its fault
+				}
+			}
+		}
+		return jobs.Result{Outcome: outcome}, nil
+	}
+}
+
+// testCodename is the distribution of every buildset's APT repository.
+const testCodename = "sluice-test"
+
+// publish puts the buildset's packages into its signed test repositories
+// and records sluice.publish.
+func (s *stages) publish(ctx context.Context, r jobs.Run) (jobs.Result, error) {
+	sp, err := parseStageParams(r.Params)
+	if err != nil {
+		return jobs.Result{}, fmt.Errorf("stage publish: %w", err)
+	}
+	dir := s.buildsetDir(sp.UUID)
+	start := time.Now()
+	var notes []string
+	outcome := jobs.Passed
+	repos := map[string]string{}
+	for _, format := range []string{"deb", "rpm"} {
+		pkgs, err := filepath.Glob(filepath.Join(dir, "build", "*", format, "*."+format))
+		if err != nil {
+			return jobs.Result{}, err
+		}
+		// Source RPMs go with the build record, not into the repository.
+		pkgs = slices.DeleteFunc(pkgs, func(p string) bool { return strings.HasSuffix(p, ".src.rpm") })
+		if len(pkgs) == 0 {
+			continue
+		}
+		out := filepath.Join(dir, "repo", format)
+		var sum repo.Summary
+		switch format {
+		case "deb":
+			a, err := repo.NewAPT(out, s.testKey, repo.APTConfig{Codename: testCodename, Component: "main", Origin: "sluice"}, s.log)
+			if err != nil {
+				return jobs.Result{}, err
+			}
+			sum, err = a.Publish(ctx, pkgs, repo.PublishOptions{Replace: true})
+		case "rpm":
+			sum, err = repo.NewRPM(out, s.testKey, s.log).Publish(ctx, pkgs, repo.PublishOptions{Replace: true})
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return jobs.Result{}, err
+			}
+			// The packages themselves are refused (conflicts, bad
+			// names): the change's fault.
+			outcome = jobs.Failed
+			notes = append(notes, fmt.Sprintf("%s: %v", format, err))
+			continue
+		}
+		repos[format] = out
+		notes = append(notes, fmt.Sprintf("%s: %d packages", format, sum.Packages))
+	}
+	if len(repos) == 0 && outcome == jobs.Passed {
+		outcome = jobs.Failed
+		notes = append(notes, "no packages were built")
+	}
+	data := map[string][]string{
+		"item": {sp.Project + "~" + strconv.Itoa(sp.Change) + "~" + strconv.Itoa(sp.Patchset)}, "type": {builder.ItemChange},
+		"project": {sp.Project}, "stage": {"publish"}, "buildset": {sp.UUID}, "attempt": {strconv.Itoa(r.Attempt)},
+		"duration": {strconv.FormatFloat(time.Since(start).Seconds(), 'f', 3, 64)},
+	}
+	if sp.Change == 0 {
+		data["item"], data["type"] = []string{sp.Project + "~" + sp.Commit}, []string{builder.ItemCommit}
+	} else {
+		data["change"], data["patchset"] = []string{strconv.Itoa(sp.Change)}, []string{strconv.Itoa(sp.Patchset)}
+	}
+	if sp.Pipeline != "" {
+		data["pipeline"] = []string{sp.Pipeline}
+	}
+	var refURL string
+	if base := s.env.cfg.Server.URL; base != "" {
+		refURL = strings.TrimSuffix(base, "/") + "/buildsets/" + sp.UUID + "/repo/"
+		data["repo_url"] = []string{refURL}
+	}
+	for f, path := range repos {
+		data["repo_path_"+f] = []string{path}
+	}
+	res := &results.Result{Testcase: results.Testcase{Name: "sluice.publish"}, Groups: []string{sp.UUID},
+		Outcome: outcome, Note: strings.Join(notes, "; "), RefURL: refURL, Data: data}
+	if err := s.env.db.Tx(ctx, func(tx *sql.Tx) error { return s.env.recorder.Record(ctx, tx, res) }); err != nil {
+		return jobs.Result{}, err
+	}
+	return jobs.Result{Outcome: outcome, LogURL: refURL}, nil
+}
+
+// testKey returns the key that signs test repositories: the configured
+// one, or the data directory's, made on first use. Two processes making
+// it at once end up with the same key: the first link wins.
+func testKey(e *env) (*repo.Key, error) {
+	if e.cfg.Signing.TestKey != "" {
+		return loadKey(e.cfg.Signing.TestKey, e.cfg.Signing.TestPassphraseFile)
+	}
+	dir := filepath.Join(e.dataDir, "keys")
+	path := filepath.Join(dir, "test-signing-key.asc")
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		priv, _, err := repo.GenerateKey("sluice test repositories", "sluice@localhost", repo.Ed25519, nil)
+		if err != nil {
+			return nil, err
+		}
+		tmp := path + ".new"
+		if err := writeFile(tmp, priv, 0o600); err != nil {
+			return nil, err
+		}
+		err = os.Link(tmp, path)
+		os.Remove(tmp)
+		if err != nil && !errors.Is(err, os.ErrExist) {
+			return nil, err
+		}
+	}
+	k, err := loadKey(path, "")
+	if err != nil {
+		return nil, err
+	}
+	// The public key, for the test machines' keyrings, from the key that
+	// won.
+	pub := filepath.Join(dir, "test-signing-key.pub.asc")
+	if _, err := os.Stat(pub); errors.Is(err, os.ErrNotExist) {
+		var b strings.Builder
+		if err := k.WritePublic(&b); err != nil {
+			return nil, err
+		}
+		if err := writeFile(pub, []byte(b.String()), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return k, nil
+}
