@@ -27,6 +27,7 @@ test: deps
 bench: deps
 	$(GO) run ./internal/cmd/repobench
 	$(GO) run ./internal/cmd/buildbench
+	$(GO) run ./internal/cmd/gatesim
 
 clean:
 	rm -rf bin $(RUNDIR)
