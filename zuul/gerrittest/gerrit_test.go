@@ -645,3 +645,68 @@ func TestFaultHooks(t *testing.T) {
 		t.Fatal("not merged")
 	}
 }
+
+var _ gerrittest.StreamBackend = (*gerrittest.Gerrit)(nil)
+
+// TestParsersOfPackageZuulReadTheFake checks the fake against package
+// zuul's parsers: every event line and the catch-up query output go
+// through zuul.ParseEvent and zuul.ParseQuery into the change the fake
+// holds.
+func TestParsersOfPackageZuulReadTheFake(t *testing.T) {
+	t.Parallel()
+	g := gerrittest.NewGerrit(t)
+	g.CreateProject("org/pkg", map[string]string{"README": "base\n"})
+	c := g.Upload("org/pkg", "master", map[string]string{"a": "A\n"}, "A\n\nDepends-On: https://review.example.org/9")
+	g.Review(c, reviewer("core"), map[string]int{"Code-Review": 2, "Verified": 2}, "recheck")
+	if err := g.Submit(c.Number); err != nil {
+		t.Fatal(err)
+	}
+	d := g.Upload("org/pkg", "master", map[string]string{"b": "B\n"}, "B")
+	g.Abandon(d.Number, reviewer("core"), "gone")
+	e := g.Upload("org/pkg", "master", map[string]string{"e": "E\n"}, "E")
+	g.Review(e, reviewer("core"), map[string]int{"Verified": -1}, "")
+
+	wantTypes := []zuul.EventType{zuul.PatchsetCreated, zuul.CommentAdded, zuul.RefUpdated, zuul.ChangeMerged,
+		zuul.PatchsetCreated, zuul.ChangeAbandoned, zuul.PatchsetCreated, zuul.CommentAdded}
+	lines := g.Events()
+	if len(lines) != len(wantTypes) {
+		t.Fatalf("%d events", len(lines))
+	}
+	for i, line := range lines {
+		ev, err := zuul.ParseEvent(line)
+		if err != nil {
+			t.Fatalf("event %d: %v\n%s", i, err, line)
+		}
+		if ev.Type != wantTypes[i] || ev.Project != "org/pkg" {
+			t.Errorf("event %d: %s of %s", i, ev.Type, ev.Project)
+		}
+		if ev.Change != nil {
+			if ev.Change.Ref != zuul.ChangeRef(ev.Change.Number, ev.Change.Patchset) || ev.Change.ChangeID == "" || ev.Branch != "master" {
+				t.Errorf("event %d: change %+v", i, ev.Change)
+			}
+		}
+	}
+	if ev, _ := zuul.ParseEvent(lines[1]); ev.Comment != "Patch Set 1: Code-Review+2 Verified+2\n\nrecheck" || len(ev.Approvals) != 3 {
+		t.Errorf("comment-added: %q %+v", ev.Comment, ev.Approvals)
+	}
+	if ev, _ := zuul.ParseEvent(lines[3]); ev.NewRev != g.BranchTip("org/pkg", "master") {
+		t.Errorf("change-merged newRev %s", ev.NewRev)
+	}
+
+	out, err := g.QueryJSON(zuul.CatchUpArgs(time.Hour, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, st, err := zuul.ParseQuery(bytes.NewReader(append(bytes.Join(out, []byte("\n")), '\n')))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No --commit-message in the catch-up arguments: Gerrit, and the
+	// fake, leave the message out.
+	if len(cs) != 1 || st.RowCount != 1 || cs[0].Number != e.Number || cs[0].Commit != e.Commit {
+		t.Fatalf("catch-up query: %+v %+v", cs, st)
+	}
+	if v, ok := cs[0].Vote("Verified"); !ok || v != -1 {
+		t.Errorf("Verified %d %v", v, ok)
+	}
+}
