@@ -35,7 +35,7 @@ func (s *SSHSource) catchUp(ctx context.Context, client *ssh.Client, out chan<- 
 	cutoff := since.Add(-s.cfg.CatchupMargin)
 	age := time.Since(cutoff)
 	var evs []Event
-	start := 0
+	start, changes := 0, 0
 	for page := 0; ; page++ {
 		if page == maxCatchUpPages {
 			return fmt.Errorf("gerrit ssh %s: catch-up: more than %d pages of changes", s.cfg.Addr, maxCatchUpPages)
@@ -44,6 +44,7 @@ func (s *SSHSource) catchUp(ctx context.Context, client *ssh.Client, out chan<- 
 		if err != nil {
 			return fmt.Errorf("gerrit ssh %s: catch-up: %w", s.cfg.Addr, err)
 		}
+		changes += len(rows)
 		for _, r := range rows {
 			evs = append(evs, synthesize(r, cutoff)...)
 		}
@@ -53,7 +54,7 @@ func (s *SSHSource) catchUp(ctx context.Context, client *ssh.Client, out chan<- 
 		start += len(rows)
 	}
 	slices.SortStableFunc(evs, func(a, b Event) int { return a.Created.Compare(b.Created) })
-	s.log.Info("gerrit catch-up", "since", cutoff, "changes_from", start, "events", len(evs))
+	s.log.Info("gerrit catch-up", "cutoff", cutoff, "changes", changes, "events", len(evs))
 	for _, ev := range evs {
 		if err := send(ctx, out, ev); err != nil {
 			return err
