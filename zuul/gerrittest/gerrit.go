@@ -26,7 +26,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluice-ci/sluice/internal/pkgtest"
 	"github.com/sluice-ci/sluice/internal/proc"
 	"github.com/sluice-ci/sluice/zuul"
 )
@@ -230,7 +229,7 @@ func NewGerrit(t testing.TB) *Gerrit { return NewGerritWith(t, Options{}) }
 // NewGerritWith starts a fake Gerrit configured by opts.
 func NewGerritWith(t testing.TB, opts Options) *Gerrit {
 	t.Helper()
-	pkgtest.NeedTool(t, "git")
+	needGit(t)
 	g := &Gerrit{
 		User:     opts.User,
 		Password: opts.Password,
@@ -260,6 +259,19 @@ func NewGerritWith(t testing.TB, opts Options) *Gerrit {
 	g.URL = g.srv.URL
 	t.Cleanup(g.close)
 	return g
+}
+
+// needGit skips the test when git is missing, except under CI=true,
+// where it fails (internal/pkgtest.NeedTool's rule: this package is not
+// a test file, so it may not import that package).
+func needGit(t testing.TB) {
+	t.Helper()
+	if _, err := exec.LookPath("git"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("git not found")
+		}
+		t.Skip("git not found")
+	}
 }
 
 func (g *Gerrit) close() {
