@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluice-ci/sluice/results"
+	"github.com/sluice-ci/sluice/zuul"
 )
 
 // config is sluice's configuration file (--config): one YAML document,
@@ -29,6 +30,29 @@ type config struct {
 	Server   serverConfig  `yaml:"server"`
 	Results  resultsConfig `yaml:"results"`
 	Signing  signingConfig `yaml:"signing"`
+	Local    localConfig   `yaml:"local"`
+}
+
+// localConfig is the local source: projects that are git repositories on
+// this machine, whose changes `sluice change` proposes, reviews and
+// merges as Gerrit would.
+type localConfig struct {
+	Projects []zuul.LocalProject `yaml:"projects"`
+}
+
+// Validate checks the local projects.
+func (l localConfig) Validate() error {
+	seen := map[string]bool{}
+	for i, p := range l.Projects {
+		if p.Name == "" || p.Path == "" {
+			return fmt.Errorf("local: projects[%d]: name and path are required", i)
+		}
+		if seen[p.Name] {
+			return fmt.Errorf("local: projects[%d]: %s given twice", i, p.Name)
+		}
+		seen[p.Name] = true
+	}
+	return nil
 }
 
 // signingConfig names the key that signs the buildsets' test
@@ -131,6 +155,9 @@ func (c *config) Validate() error {
 		return fmt.Errorf("server: %w", err)
 	}
 	if err := c.Results.Config.Validate(); err != nil {
+		return err
+	}
+	if err := c.Local.Validate(); err != nil {
 		return err
 	}
 	if c.Results.External != nil {
