@@ -65,6 +65,14 @@ type Pipeline struct {
 	WindowDecreaseType   *string `yaml:"window-decrease-type,omitempty"`
 	WindowDecreaseFactor *int    `yaml:"window-decrease-factor,omitempty"`
 
+	// ConfirmFailures (a sluice extension, not Zuul's) holds the failure
+	// of an item's buildset until every non-failing item ahead of it has
+	// passed the stage that failed: only then are the items behind it
+	// tested again without it. A failure caused by a change ahead (which
+	// every buildset behind that change shares) then resets the queue
+	// once, when that change fails, instead of once per item behind it.
+	ConfirmFailures bool `yaml:"confirm-failures,omitempty"`
+
 	// compiled by Validate
 	filters []compiledFilter
 }

@@ -651,7 +651,7 @@ func (s *Scheduler) processDependent(p *Pipeline, ps *PipelineState, q *Queue) b
 				changed = true
 			}
 		}
-		isFailing := needFailing || (bs != nil && bs.failed())
+		isFailing := needFailing || (bs != nil && bs.failed() && (!p.ConfirmFailures || s.failureConfirmed(q, i, bs, failing)))
 		if i == 0 && bs != nil && bs.done() && !it.Submitting {
 			if !bs.failed() {
 				_, submit := p.Success.Votes()
@@ -686,6 +686,34 @@ func (s *Scheduler) processDependent(p *Pipeline, ps *PipelineState, q *Queue) b
 		}
 	}
 	return changed
+}
+
+// failureConfirmed says whether the failure of q.Items[i]'s buildset is
+// its own: every non-failing item ahead passed the stage that failed.
+func (s *Scheduler) failureConfirmed(q *Queue, i int, bs *Buildset, failing map[string]bool) bool {
+	if bs.State == MergeConflict {
+		return true
+	}
+	stage := ""
+	for _, r := range bs.Runs {
+		if r.State == Failed {
+			stage = r.Stage
+			break
+		}
+	}
+	for _, ahead := range q.Items[:i] {
+		if failing[ahead.ID] || ahead.Submitting {
+			continue
+		}
+		abs := s.st.Buildsets[ahead.Buildset]
+		if abs == nil {
+			return false
+		}
+		if r := abs.run(stage); r != nil && r.State != Passed {
+			return false
+		}
+	}
+	return true
 }
 
 func resultOf(bs *Buildset) string {

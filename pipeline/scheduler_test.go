@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -577,5 +578,39 @@ func TestChangeMergedRetestsCheck(t *testing.T) {
 	}
 	if got, want := w.reports("check"), []string{"2:success:Verified=+1", "1:success:Verified=+1"}; !slices.Equal(got, want) {
 		t.Errorf("reports = %v, want %v", got, want)
+	}
+}
+
+// TestConfirmFailures: the bad change 1 is ahead; the buildsets behind it
+// fail first (runs end newest first). Zuul's rule resets the queue at
+// each of those failures; confirm-failures waits for 1's own failure.
+func TestConfirmFailures(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		confirm bool
+		merges  []string
+	}{
+		{false, []string{"1", "1,2", "1,2,3", "1,2,3,4", "1,2,4", "1,3", "1,3,4", "1,4", "2", "2,3", "2,3,4"}},
+		{true, []string{"1", "1,2", "1,2,3", "1,2,3,4", "2", "2,3", "2,3,4"}},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprint("confirm ", tc.confirm), func(t *testing.T) {
+			t.Parallel()
+			cfg := defaultConfig(t)
+			cfg.pipeline("gate").ConfirmFailures = tc.confirm
+			w := newWorld(t, cfg)
+			w.lifo = true
+			w.outcomeOf = failIf(1, "build.deb")
+			for n := 1; n <= 4; n++ {
+				w.handle(approve(change("hello", n, 1)))
+			}
+			w.drain()
+			if got := w.merges("gate"); !slices.Equal(got, tc.merges) {
+				t.Errorf("merge requests = %v, want %v", got, tc.merges)
+			}
+			if got, want := w.submitted(), []int{2, 3, 4}; !slices.Equal(got, want) {
+				t.Errorf("submitted = %v, want %v", got, want)
+			}
+		})
 	}
 }

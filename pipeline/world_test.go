@@ -22,6 +22,7 @@ type world struct {
 	conflictOf func(changes []zuul.Change) string
 	submitOf   func(c zuul.Change) bool
 	pending    []Event
+	lifo       bool // stage runs end newest first
 	running    map[string]bool
 	actions    []Action
 	handled    int
@@ -86,8 +87,12 @@ func (w *world) exec(acts []Action) {
 // step handles the next completion; it returns false when there is none.
 func (w *world) step() bool {
 	for len(w.pending) > 0 {
-		ev := w.pending[0]
-		w.pending = w.pending[1:]
+		i := 0
+		if w.lifo {
+			i = len(w.pending) - 1
+		}
+		ev := w.pending[i]
+		w.pending = slices.Delete(w.pending, i, i+1)
 		if se, ok := ev.(StageEnded); ok {
 			k := runKey(se.Buildset, se.Stage, se.Attempt)
 			if !w.running[k] {

@@ -56,7 +56,8 @@ type policy struct {
 	name                string
 	window, floor, ceil int
 	zuulDefault         bool
-	predictWindow       int // W of the closed form (0: none)
+	confirm             bool // confirm-failures (sluice's extension)
+	predictWindow       int  // W of the closed form (0: none)
 }
 
 var policies = []policy{
@@ -65,6 +66,8 @@ var policies = []policy{
 	{name: "window 10", window: 10, floor: 10, ceil: 10, predictWindow: 10},
 	{name: "window 20", window: 20, floor: 20, ceil: 20, predictWindow: 20},
 	{name: "Zuul default", zuulDefault: true},
+	{name: "w20 confirm", window: 20, floor: 20, ceil: 20, predictWindow: 20, confirm: true},
+	{name: "Zuul dflt confirm", zuulDefault: true, confirm: true},
 }
 
 func run(o options, w io.Writer) error {
@@ -76,7 +79,7 @@ func run(o options, w io.Writer) error {
 	fmt.Fprintf(w, "T (mean buildset time without queueing, Monte Carlo of the stage graph) = %s\n\n", T.Round(time.Second))
 
 	var target struct {
-		serial, w20, bpm float64
+		serial, w20, bpm, w20c, bpmc float64
 	}
 	for _, q := range []float64{0.02, 0.1, 0.2} {
 		for _, flake := range []float64{0, 0.02} {
@@ -107,6 +110,9 @@ func run(o options, w io.Writer) error {
 					switch {
 					case p.window == 1 && !p.zuulDefault:
 						target.serial = thr
+					case p.window == 20 && p.confirm:
+						target.w20c = thr
+						target.bpmc = float64(r.buildsets) / float64(max(r.merged, 1))
 					case p.window == 20:
 						target.w20 = thr
 						target.bpm = float64(r.buildsets) / float64(max(r.merged, 1))
@@ -120,8 +126,10 @@ func run(o options, w io.Writer) error {
 	fmt.Fprintln(w, "  reject-bad = approval to the failure report of a bad change, p50; runs = stage runs started; bs = buildsets (merges asked);")
 	fmt.Fprintln(w, "  pred = W q'/((1-q')(1-(1-q')^W)); reset = buildsets dropped for a new speculative state; wrong = good changes rejected;")
 	fmt.Fprintln(w, "  badmrg = bad changes merged (must be 0); confl = rejected for a textual conflict; untest = merged tips not tested exactly as merged (must be 0)")
-	fmt.Fprintf(w, "target q=0.10 flake=0 window 20: >= 8x serial throughput: %.2fx (%s); <= 2.6 buildsets per merged change: %.2f (%s)\n\n",
+	fmt.Fprintf(w, "target q=0.10 flake=0 window 20: >= 8x serial throughput: %.2fx (%s); <= 2.6 buildsets per merged change: %.2f (%s)\n",
 		target.w20/target.serial, met(target.w20/target.serial >= 8), target.bpm, met(target.bpm <= 2.6))
+	fmt.Fprintf(w, "  the same with confirm-failures: %.2fx (%s); %.2f buildsets per merged change (%s)\n\n",
+		target.w20c/target.serial, met(target.w20c/target.serial >= 8), target.bpmc, met(target.bpmc <= 2.6))
 
 	return latency(o, w)
 }
@@ -183,6 +191,7 @@ func simConfig(p policy) *pipeline.Config {
 	c.Pipelines = slices.DeleteFunc(c.Pipelines, func(x pipeline.Pipeline) bool { return x.Name != "gate" })
 	g := &c.Pipelines[0]
 	g.Start = pipeline.ReporterConfig{}
+	g.ConfirmFailures = p.confirm
 	if !p.zuulDefault {
 		g.Window, g.WindowFloor, g.WindowCeiling = &p.window, &p.floor, &p.ceil
 	}
