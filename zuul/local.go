@@ -514,3 +514,59 @@ func minVote(as []Approval, label string) int {
 	}
 	return worst
 }
+
+var localQueryRE = regexp.MustCompile(`^(change|commit):([0-9]+|I[0-9a-f]{40}|[0-9a-f]{40})$`)
+
+// Query answers the Gerrit queries the scheduler asks (change:N,
+// change:<Change-Id>, commit:<sha>) with the changes at their current
+// patchsets.
+func (l *Local) Query(ctx context.Context, q string) ([]Change, error) {
+	m := localQueryRE.FindStringSubmatch(strings.TrimSpace(q))
+	if m == nil {
+		return nil, fmt.Errorf("local: query %q: only change:N, change:<Change-Id> and commit:<sha> are answered", q)
+	}
+	var sqlq string
+	switch {
+	case m[1] == "change" && !strings.HasPrefix(m[2], "I"):
+		sqlq = `SELECT number FROM local_changes WHERE number = ?`
+	case m[1] == "change":
+		sqlq = `SELECT number FROM local_changes WHERE change_id = ? ORDER BY number`
+	case len(m[2]) == 40:
+		sqlq = `SELECT DISTINCT number FROM local_patchsets WHERE commit_sha = ? ORDER BY number`
+	default:
+		return nil, fmt.Errorf("local: query %q: not a commit id", q)
+	}
+	var out []Change
+	err := l.db.Tx(ctx, func(tx *sql.Tx) error {
+		out = out[:0]
+		rows, err := tx.QueryContext(ctx, l.db.Rebind(sqlq), m[2])
+		if err != nil {
+			return err
+		}
+		var numbers []int
+		for rows.Next() {
+			var n int
+			if err := rows.Scan(&n); err != nil {
+				rows.Close()
+				return err
+			}
+			numbers = append(numbers, n)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, n := range numbers {
+			ch, err := l.change(ctx, tx, n, 0)
+			if err != nil {
+				return err
+			}
+			out = append(out, *ch)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("local: query %q: %w", q, err)
+	}
+	return out, nil
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -190,5 +191,49 @@ func TestLocalSubmitNeedsMerge(t *testing.T) {
 	}
 	if tip, _ := repo.Reference(plumbing.NewBranchReferenceName("main"), true); tip.Hash() != a {
 		t.Fatalf("main moved to %s", tip.Hash())
+	}
+}
+
+// TestLocalQuery answers the scheduler's queries.
+func TestLocalQuery(t *testing.T) {
+	t.Parallel()
+	repo, dir := localRepo(t)
+	l, _ := newTestLocal(t, dir)
+	main, _ := repo.Reference(plumbing.NewBranchReferenceName("main"), true)
+	const cid = "I2222222222222222222222222222222222222222"
+	c1 := commitOn(t, repo, main.Hash(), "a", "1\n", "Add a\n\nChange-Id: "+cid+"\n")
+	if _, err := l.Propose(t.Context(), "hello", c1.String(), Account{}); err != nil {
+		t.Fatal(err)
+	}
+	c2 := commitOn(t, repo, c1, "b", "1\n", "Add b")
+	if _, err := l.Propose(t.Context(), "hello", c2.String(), Account{}); err != nil {
+		t.Fatal(err)
+	}
+	for q, want := range map[string][]int{
+		"change:1": {1}, "change:" + cid: {1}, "commit:" + c1.String(): {1}, "commit:" + c2.String(): {2},
+		"change:9": nil, "commit:" + strings.Repeat("0", 40): nil,
+	} {
+		got, err := l.Query(t.Context(), q)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		var ns []int
+		for _, c := range got {
+			ns = append(ns, c.Number)
+			if !c.Current || c.Status != "NEW" {
+				t.Errorf("%s: %+v", q, c)
+			}
+		}
+		if !slices.Equal(ns, want) {
+			t.Errorf("%s: %v, want %v", q, ns, want)
+		}
+	}
+	if got, _ := l.Query(t.Context(), "change:2"); len(got) != 1 || len(got[0].Parents) != 1 || got[0].Parents[0] != c1.String() {
+		t.Errorf("change 2's parents: %+v", got)
+	}
+	for _, bad := range []string{"status:open", "change:1 OR change:2", "commit:xyz", ""} {
+		if _, err := l.Query(t.Context(), bad); err == nil {
+			t.Errorf("query %q answered", bad)
+		}
 	}
 }
