@@ -151,6 +151,8 @@ type TriggerEvent struct {
 	Deps []Dep `json:"deps,omitempty"`
 	// Needs are the keys ([NumberKey]) of the changes Change needs directly.
 	Needs []string `json:"needs,omitempty"`
+	// JournalID is the event's id in the journal, 0 if not journalled.
+	JournalID int64 `json:"-"`
 }
 
 // Dep is an open change another one needs, and the keys of the open

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/sluice-ci/sluice/zuul"
 )
@@ -48,6 +49,10 @@ type Parts struct {
 	Submitter  Submitter
 	Query      ChangeQuery
 	Recorder   Recorder // optional
+	// Persist, when set, saves the state after every event, and the
+	// reports and buildset outcomes go out from it (Recorder is then
+	// not used: Persist records them).
+	Persist Persister
 }
 
 // Runner owns a [Scheduler] in one goroutine (Run): it feeds it events,
@@ -95,8 +100,12 @@ func (r *Runner) Deliver(ctx context.Context, ev Event) error {
 // Trigger queries the change of a Gerrit event again (approvals and
 // current patchset) with its open dependencies, and delivers the result.
 // It runs in the caller's goroutine (the event source's).
-func (r *Runner) Trigger(ctx context.Context, ev zuul.Event) error {
-	te := TriggerEvent{Event: ev}
+//
+// journalID is the event's id in the journal (0: not journalled); with a
+// Persister, it is marked done in the transaction that saves the state
+// the event made.
+func (r *Runner) Trigger(ctx context.Context, ev zuul.Event, journalID int64) error {
+	te := TriggerEvent{Event: ev, JournalID: journalID}
 	if ev.Change != nil && ev.Change.Number > 0 {
 		found, err := r.parts.Query.Query(ctx, fmt.Sprintf("change:%d", ev.Change.Number))
 		if err != nil {
@@ -136,9 +145,29 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case ev := <-r.events:
-			r.carryOut(ctx, r.s.Handle(ev))
+			actions := r.s.Handle(ev)
+			if r.parts.Persist != nil {
+				if err := r.save(ctx, ev, actions); err != nil {
+					// What was not saved did not happen: stop, and a
+					// restart restores the last saved state.
+					return err
+				}
+			}
+			r.carryOut(ctx, actions)
 		}
 	}
+}
+
+func (r *Runner) save(ctx context.Context, ev Event, actions []Action) error {
+	snap, err := r.s.Snapshot()
+	if err != nil {
+		return err
+	}
+	var journalID int64
+	if te, ok := ev.(TriggerEvent); ok {
+		journalID = te.JournalID
+	}
+	return r.parts.Persist.Save(ctx, snap, journalID, actions)
 }
 
 // carryOut starts each action; what finishes later comes back as an event.
@@ -176,6 +205,14 @@ func (r *Runner) carryOut(ctx context.Context, actions []Action) {
 				return sd
 			})
 		case Report, RecordBuildsetOutcome:
+			if r.parts.Persist != nil {
+				// Saved with the state; the sender takes them from there.
+				select {
+				case r.wake <- struct{}{}:
+				default:
+				}
+				continue
+			}
 			r.mu.Lock()
 			r.outbox = append(r.outbox, a)
 			r.mu.Unlock()
@@ -203,9 +240,23 @@ func (r *Runner) later(ctx context.Context, f func() Event) {
 	}()
 }
 
+// Bounds of the durable report sender: the wait after a failed post,
+// doubling up to the cap, and the attempts after which a report is given
+// up (logged), so that one change Gerrit refuses does not stop every
+// report behind it.
+const (
+	reportBackoffMin = 2 * time.Second
+	reportBackoffMax = 5 * time.Minute
+	reportAttempts   = 20
+)
+
 // sendOutbox posts reports and records in the order they were made.
 func (r *Runner) sendOutbox(ctx context.Context) {
 	defer r.workers.Done()
+	if r.parts.Persist != nil {
+		r.sendDurable(ctx)
+		return
+	}
 	for {
 		r.mu.Lock()
 		batch := r.outbox
@@ -232,6 +283,67 @@ func (r *Runner) sendOutbox(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-r.wake:
+		}
+	}
+}
+
+// sendDurable posts the reports the Persister holds, in order, each until
+// the source takes it (at least once: a crash between the post and its
+// mark posts it again).
+func (r *Runner) sendDurable(ctx context.Context) {
+	wait := reportBackoffMin
+	for {
+		qs, err := r.parts.Persist.Unsent(ctx, 100)
+		if err != nil && ctx.Err() == nil {
+			r.log.Error("unsent reports", "err", err)
+		}
+		failed := false
+		for _, q := range qs {
+			err := r.parts.Reporter.Report(ctx, q.Report)
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil && q.Attempts+1 < reportAttempts {
+				r.log.Warn("report", "pipeline", q.Report.Pipeline, "change", q.Report.Change.String(), "attempts", q.Attempts+1, "err", err)
+				if err := r.parts.Persist.Sent(ctx, q.ID, err); err != nil {
+					r.log.Error("report", "err", err)
+				}
+				failed = true
+				break // in order: the next waits for this one
+			}
+			if err != nil {
+				r.log.Error("report given up", "pipeline", q.Report.Pipeline, "change", q.Report.Change.String(), "attempts", q.Attempts+1, "err", err)
+			}
+			if err := r.parts.Persist.Sent(ctx, q.ID, nil); err != nil {
+				r.log.Error("report", "err", err)
+				failed = true
+				break
+			}
+		}
+		if failed {
+			// New reports wait behind the failed one anyway.
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			wait = min(2*wait, reportBackoffMax)
+			continue
+		}
+		wait = reportBackoffMin
+		if len(qs) > 0 {
+			continue
+		}
+		t := time.NewTimer(time.Minute) // a safety net; new reports wake the sender
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-r.wake:
+			t.Stop()
+		case <-t.C:
 		}
 	}
 }

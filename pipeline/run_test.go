@@ -74,7 +74,7 @@ func TestRunner(t *testing.T) {
 		// The event names patchset 1 without approvals; the query adds them.
 		ev := zuul.Event{Type: zuul.CommentAdded, Project: "hello", Branch: "main", Change: &zuul.Change{Project: "hello", Number: 5, Patchset: 1},
 			Approvals: []zuul.Approval{{Label: "Workflow", Value: 1}}, Comment: "recheck"}
-		if err := f.r.Trigger(ctx, ev); err != nil {
+		if err := f.r.Trigger(ctx, ev, 0); err != nil {
 			t.Fatal(err)
 		}
 		got := map[string]string{}
