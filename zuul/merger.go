@@ -46,6 +46,8 @@ type Merger struct {
 	dir string
 	log *slog.Logger
 
+	canon *canonCache
+
 	mu    sync.Mutex
 	locks map[string]chan struct{}
 }
@@ -60,7 +62,7 @@ func NewMerger(dir string, log *slog.Logger) (*Merger, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Merger{dir: abs, log: log, locks: make(map[string]chan struct{})}, nil
+	return &Merger{dir: abs, log: log, canon: newCanonCache(), locks: make(map[string]chan struct{})}, nil
 }
 
 // URL is what Zuul calls ZUUL_URL: the base that a project name is
@@ -420,7 +422,7 @@ func (m *Merger) mergeOne(ctx context.Context, sto *filesystem.Storage, cur, c *
 	if err != nil {
 		return nil, err
 	}
-	tree, conflicts, err := mergeTrees(ctx, sto, trees, ours, theirs)
+	tree, conflicts, err := mergeTrees(ctx, sto, m.canon, trees, ours, theirs)
 	if err != nil {
 		return nil, err
 	}

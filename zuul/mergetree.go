@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
@@ -73,21 +74,54 @@ type treeMerger struct {
 	ctx       context.Context
 	sto       storer.EncodedObjectStorer
 	nbases    int
+	canon     *canonCache
 	conflicts []PathConflict
+}
+
+// canonCache remembers which trees are canonical (see canonical). Trees
+// are named by their content, so a verdict never goes stale.
+type canonCache struct {
+	mu sync.Mutex
+	m  map[plumbing.Hash]bool
+}
+
+// canonCacheMax bounds the cache; past it, it starts again empty.
+const canonCacheMax = 1 << 18
+
+func newCanonCache() *canonCache { return &canonCache{m: make(map[plumbing.Hash]bool)} }
+
+func (c *canonCache) get(h plumbing.Hash) (bool, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[h]
+	return v, ok
+}
+
+func (c *canonCache) put(h plumbing.Hash, v bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= canonCacheMax {
+		clear(c.m)
+	}
+	c.m[h] = v
 }
 
 // mergeTrees merges ours and theirs given their merge bases (in git's order,
 // see mergeBases) as `git merge -s resolve` does. It returns the merged
 // tree, written to sto, or, when some paths do not merge, their list (and a
-// zero hash).
-func mergeTrees(ctx context.Context, sto storer.EncodedObjectStorer, bases []*object.Tree, ours, theirs *object.Tree) (plumbing.Hash, []PathConflict, error) {
+// zero hash). canon, a cache of canonical trees, may be shared between
+// merges, or nil.
+func mergeTrees(ctx context.Context, sto storer.EncodedObjectStorer, canon *canonCache, bases []*object.Tree, ours, theirs *object.Tree) (plumbing.Hash, []PathConflict, error) {
 	if len(bases) == 0 {
 		return plumbing.ZeroHash, nil, errors.New("no merge base")
 	}
 	if len(bases) > mergeMaxBases {
 		return plumbing.ZeroHash, nil, fmt.Errorf("%d merge bases: a resolve merge takes at most %d", len(bases), mergeMaxBases)
 	}
-	m := &treeMerger{ctx: ctx, sto: sto, nbases: len(bases)}
+	if canon == nil {
+		canon = newCanonCache()
+	}
+	m := &treeMerger{ctx: ctx, sto: sto, nbases: len(bases), canon: canon}
 	trees := append(slices.Clone(bases), ours, theirs)
 	entries, err := m.dir("", trees, 0)
 	if err != nil {
@@ -187,7 +221,14 @@ func (m *treeMerger) dir(path string, trees []*object.Tree, df uint) ([]object.T
 					subs[i] = t
 				}
 			}
-			if h, ok := wholeDir(subs, m.nbases); ok {
+			h, whole := wholeDir(subs, m.nbases)
+			if whole {
+				var err error
+				if whole, err = m.canonical(h); err != nil {
+					return nil, err
+				}
+			}
+			if whole {
 				subHash = h
 			} else {
 				var err error
@@ -243,6 +284,36 @@ func (m *treeMerger) fileDirConflict(dir string, entries []object.TreeEntry, h p
 		}
 	}
 	return nil
+}
+
+// canonical tells whether the tree h is as git would write it from an
+// index: entries sorted, modes canonical (no 100664), and so its subtrees.
+// git's read-tree and write-tree rewrite any other tree, so one that is not
+// canonical cannot be taken whole into a merge.
+func (m *treeMerger) canonical(h plumbing.Hash) (bool, error) {
+	if v, ok := m.canon.get(h); ok {
+		return v, nil
+	}
+	t, err := object.GetTree(m.sto, h)
+	if err != nil {
+		return false, fmt.Errorf("tree %s: %w", h, err)
+	}
+	// Decoding canonicalises the modes; encoding again must give the
+	// same object.
+	o := &plumbing.MemoryObject{}
+	ok := t.Encode(o) == nil && o.Hash() == h
+	for _, e := range t.Entries {
+		if !ok {
+			break
+		}
+		if e.Mode == filemode.Dir {
+			if ok, err = m.canonical(e.Hash); err != nil {
+				return false, err
+			}
+		}
+	}
+	m.canon.put(h, ok)
+	return ok, nil
 }
 
 // wholeDir tells whether a directory that ours and theirs both have merges

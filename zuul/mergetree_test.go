@@ -121,6 +121,7 @@ func mergeCorpus() []mergeCase {
 	links := ctree{"l": link("target-a"), "target-a": reg("a\n"), "target-b": reg("b\n")}
 	tools := ctree{"run.sh": reg("#!/bin/sh\necho 1\necho 2\necho 3\n"), "tool": exe("#!/bin/sh\nexit 0\n")}
 	mods := ctree{"sub": gitlink(subA), ".gitmodules": reg("[submodule \"sub\"]\n\tpath = sub\n\turl = ../sub\n")}
+	old664 := ctree{"d/old": cfile{filemode.Deprecated, "old\n"}, "d/other": reg("o\n"), "top": reg("t\n")}
 	sorting := ctree{"a/x": reg("x\n"), "a-b": reg("ab\n"), "a.c": reg("ac\n")}
 
 	return []mergeCase{
@@ -185,6 +186,13 @@ func mergeCorpus() []mergeCase {
 		{name: "mode/delete vs chmod", base: tools, ours: edit(tools, "tool", gone), theirs: edit(tools, "tool", reg(tools["tool"].data)), want: conflict},
 		{name: "mode/added alike but modes differ", base: tools, ours: edit(tools, "new", exe("n\n")), theirs: edit(tools, "new", reg("n\n")), want: conflict},
 		{name: "mode/file becomes symlink vs chmod", base: tools, ours: edit(tools, "tool", link("run.sh")), theirs: edit(tools, "tool", reg(tools["tool"].data)), want: conflict},
+
+		// Old group-writable mode 100664.
+		{name: "mode/100664 untouched", base: old664, ours: edit(old664, "top", reg("T\n")), theirs: edit(old664, "top2", reg("u\n")), want: clean},
+		{name: "mode/100664 dir touched by one side", base: old664, ours: edit(old664, "top", reg("T\n")), theirs: edit(old664, "d/other", reg("O\n")), want: clean},
+		{name: "mode/100664 dir touched by both", base: old664, ours: edit(old664, "d/other", reg("O\n")), theirs: edit(old664, "d/third", reg("3\n")), want: clean},
+		{name: "mode/100664 file edited", base: old664, ours: edit(old664, "top", reg("T\n")), theirs: edit(old664, "d/old", cfile{filemode.Deprecated, "new\n"}), want: clean},
+		{name: "mode/100664 file edited both", base: old664, ours: edit(old664, "d/old", cfile{filemode.Deprecated, "1\nold\n"}), theirs: edit(old664, "d/old", cfile{filemode.Deprecated, "old\n2\n"}), want: clean},
 
 		// Symbolic links.
 		{name: "symlink/retarget one side", base: links, ours: edit(links, "l", link("target-b")), theirs: edit(links, "target-a", reg("A\n")), want: clean},
@@ -400,7 +408,7 @@ func mergeCommitsForTest(ctx context.Context, t testing.TB, repo *git.Repository
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, conflicts, err := mergeTrees(ctx, repo.Storer, trees, ot, tt)
+	h, conflicts, err := mergeTrees(ctx, repo.Storer, nil, trees, ot, tt)
 	if err != nil {
 		t.Fatal(err)
 	}
