@@ -101,3 +101,10 @@ func (j *Journal) Done(ctx context.Context, tx *sql.Tx, id int64) error {
 	}
 	return nil
 }
+
+// DoneAlone marks event id done in a transaction of its own: for an event
+// that can never be applied (its change is gone), so that it does not
+// stop the ones behind it.
+func (j *Journal) DoneAlone(ctx context.Context, id int64) error {
+	return j.db.Tx(ctx, func(tx *sql.Tx) error { return j.Done(ctx, tx, id) })
+}

@@ -237,3 +237,56 @@ func TestLocalQuery(t *testing.T) {
 		}
 	}
 }
+
+// TestLocalSubmitMerges: with the merger's merge, a change the branch
+// moved under is merged with a merge commit holding both changes; a
+// conflicting one is refused and changes nothing.
+func TestLocalSubmitMerges(t *testing.T) {
+	t.Parallel()
+	repo, dir := localRepo(t)
+	db, err := store.Open(t.Context(), "sqlite://"+filepath.Join(t.TempDir(), "sluice.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	l, err := NewLocal(db, NewJournal(db), []LocalProject{{Name: "hello", Path: dir}}, MergeCommits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	main, _ := repo.Reference(plumbing.NewBranchReferenceName("main"), true)
+	a := commitOn(t, repo, main.Hash(), "a", "1\n", "Add a")
+	b := commitOn(t, repo, main.Hash(), "b", "1\n", "Add b")
+	c := commitOn(t, repo, main.Hash(), "a", "2\n", "Add another a")
+	for _, h := range []plumbing.Hash{a, b, c} {
+		if _, err := l.Propose(t.Context(), "hello", h.String(), Account{Username: "dev"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for n := 1; n <= 3; n++ {
+		if err := l.Review(t.Context(), n, 0, Account{Username: "core"}, "", map[string]int{"Code-Review": 2, "Verified": 2}, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for n := 1; n <= 2; n++ {
+		if _, err := l.Submit(t.Context(), n, Account{}); err != nil {
+			t.Fatalf("submit %d: %v", n, err)
+		}
+	}
+	tip, _ := repo.Reference(plumbing.NewBranchReferenceName("main"), true)
+	mc, err := repo.CommitObject(tip.Hash())
+	if err != nil || len(mc.ParentHashes) != 2 || mc.ParentHashes[0] != a || mc.ParentHashes[1] != b {
+		t.Fatalf("main is %v (%v), want a merge of %s and %s", mc, err, a, b)
+	}
+	tree, _ := mc.Tree()
+	for _, f := range []string{"a", "b", "README"} {
+		if _, err := tree.File(f); err != nil {
+			t.Errorf("merged tree lacks %s", f)
+		}
+	}
+	if _, err := l.Submit(t.Context(), 3, Account{}); !errors.Is(err, ErrNotSubmittable) || !strings.Contains(err.Error(), "conflict") {
+		t.Fatalf("a conflicting submit: %v", err)
+	}
+	if again, _ := repo.Reference(plumbing.NewBranchReferenceName("main"), true); again.Hash() != tip.Hash() {
+		t.Fatal("a refused submit moved main")
+	}
+}
