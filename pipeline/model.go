@@ -240,10 +240,11 @@ type Report struct {
 
 // StageSummary is one stage's line in a report.
 type StageSummary struct {
-	Stage   string   `json:"stage"`
-	State   RunState `json:"state"`
-	Attempt int      `json:"attempt"`
-	LogURL  string   `json:"log_url,omitempty"`
+	Stage    string        `json:"stage"`
+	State    RunState      `json:"state"`
+	Attempt  int           `json:"attempt"`
+	LogURL   string        `json:"log_url,omitempty"`
+	Duration time.Duration `json:"duration,omitempty"`
 }
 
 // Submit asks for the head item of a dependent pipeline to be merged: the

@@ -826,13 +826,17 @@ func (s *Scheduler) params(p *Pipeline, it *Item, bs *Buildset) map[string]strin
 		return m
 	}
 	ids := make([]string, 0, len(bs.Changes))
+	changes := make([]string, 0, len(bs.Changes))
 	for _, c := range bs.Changes {
 		ids = append(ids, strconv.Itoa(c.Number)+","+strconv.Itoa(c.Patchset))
+		changes = append(changes, c.Project+":"+c.Branch+":"+c.Ref)
 	}
 	m["ZUUL_REF"] = "refs/sluice/" + p.Name + "/" + bs.ID
 	m["ZUUL_CHANGE"] = strconv.Itoa(it.Change.Number)
 	m["ZUUL_PATCHSET"] = strconv.Itoa(it.Change.Patchset)
 	m["ZUUL_CHANGE_IDS"] = strings.Join(ids, "^")
+	// Zuul v2's ZUUL_CHANGES: project:branch:ref of each change, in order.
+	m["ZUUL_CHANGES"] = strings.Join(changes, "^")
 	m["ZUUL_COMMIT"] = bs.Commits[it.Change.Project]
 	return m
 }

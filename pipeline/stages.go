@@ -1,6 +1,9 @@
 package pipeline
 
-import "slices"
+import (
+	"slices"
+	"time"
+)
 
 // The stages of a project's graph: one build per package format, then
 // publish into the buildset's test repository, then lint, install and
@@ -155,7 +158,11 @@ func (b *Buildset) running() []*StageRun {
 func (b *Buildset) summary() []StageSummary {
 	out := make([]StageSummary, 0, len(b.Runs))
 	for _, r := range b.Runs {
-		out = append(out, StageSummary{Stage: r.Stage, State: r.State, Attempt: r.Attempt, LogURL: r.LogURL})
+		var d time.Duration
+		if !r.Started.IsZero() && r.Ended.After(r.Started) {
+			d = r.Ended.Sub(r.Started)
+		}
+		out = append(out, StageSummary{Stage: r.Stage, State: r.State, Attempt: r.Attempt, LogURL: r.LogURL, Duration: d})
 	}
 	return out
 }
