@@ -149,8 +149,11 @@ type Gerrit struct {
 	failStatus int
 	submitHook submitHook
 	hookMsg    string
-	requests   []Request
 	closed     bool
+
+	// reqMu guards requests, recorded while handlers hold mu.
+	reqMu    sync.Mutex
+	requests []Request
 }
 
 type submitHook int
@@ -682,8 +685,8 @@ func (g *Gerrit) Events() [][]byte {
 
 // Requests returns the REST requests answered so far, oldest first.
 func (g *Gerrit) Requests() []Request {
-	g.mu.Lock()
-	defer g.mu.Unlock()
+	g.reqMu.Lock()
+	defer g.reqMu.Unlock()
 	return slices.Clone(g.requests)
 }
 
@@ -1856,12 +1859,8 @@ func (g *Gerrit) handler() http.Handler {
 		writeError(w, errorf(http.StatusForbidden, "Authentication required"))
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		defer func() {
-			g.mu.Lock()
-			g.requests = append(g.requests, Request{Method: r.Method, Path: r.URL.Path, Status: rec.status})
-			g.mu.Unlock()
-		}()
+		rec := &statusRecorder{ResponseWriter: w, g: g, req: Request{Method: r.Method, Path: r.URL.Path}}
+		defer rec.record(http.StatusOK) // a handler that wrote nothing
 		g.mu.Lock()
 		fail := g.failN > 0
 		status := g.failStatus
@@ -1886,14 +1885,34 @@ func (g *Gerrit) handler() http.Handler {
 	})
 }
 
+// statusRecorder records a request in g.requests when its answer
+// starts, so that a client that has the answer finds it in Requests.
 type statusRecorder struct {
 	http.ResponseWriter
-	status int
+	g        *Gerrit
+	req      Request
+	recorded bool
+}
+
+func (s *statusRecorder) record(status int) {
+	if s.recorded {
+		return
+	}
+	s.recorded = true
+	s.req.Status = status
+	s.g.reqMu.Lock()
+	s.g.requests = append(s.g.requests, s.req)
+	s.g.reqMu.Unlock()
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
-	s.status = code
+	s.record(code)
 	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	s.record(http.StatusOK)
+	return s.ResponseWriter.Write(b)
 }
 
 func writeError(w http.ResponseWriter, err error) {
