@@ -18,17 +18,12 @@ import (
 
 var labelRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{0,63}$`)
 
-// localMerge makes the merge commits of local submits that cannot
-// fast-forward; nil until the merger is wired in, and then such submits
-// are refused with a clear error.
-var localMerge zuul.MergeFunc
-
 // localSource opens the local source of the configuration on e.
 func localSource(e *env) (*zuul.Local, error) {
 	if len(e.cfg.Local.Projects) == 0 {
 		return nil, fmt.Errorf("no local projects configured (local.projects in --config)")
 	}
-	return zuul.NewLocal(e.db, zuul.NewJournal(e.db), e.cfg.Local.Projects, localMerge)
+	return zuul.NewLocal(e.db, zuul.NewJournal(e.db), e.cfg.Local.Projects, zuul.MergeCommits)
 }
 
 func newChangeCmd(log *slog.Logger) *cobra.Command {

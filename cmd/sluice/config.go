@@ -31,6 +31,17 @@ type config struct {
 	Results  resultsConfig `yaml:"results"`
 	Signing  signingConfig `yaml:"signing"`
 	Local    localConfig   `yaml:"local"`
+	Pipeline pipelineConf  `yaml:"pipeline"`
+}
+
+// pipelineConf is the gating engine's section.
+type pipelineConf struct {
+	// Config is a file of pipelines and projects in Zuul's form (- pipeline:,
+	// - project:); without one, Zuul's reference check, gate and post
+	// pipelines and every local project.
+	Config string `yaml:"config"`
+	// Workers is how many stage runs go at once in the server.
+	Workers int `yaml:"workers"`
 }
 
 // localConfig is the local source: projects that are git repositories on
@@ -62,6 +73,11 @@ func (l localConfig) Validate() error {
 type signingConfig struct {
 	TestKey            string `yaml:"test_key"`
 	TestPassphraseFile string `yaml:"test_passphrase_file"`
+	// ReleaseKey signs the release repositories the post pipeline
+	// publishes; without one, keys/release-signing-key.asc in the data
+	// directory, made on first use.
+	ReleaseKey            string `yaml:"release_key"`
+	ReleasePassphraseFile string `yaml:"release_passphrase_file"`
 }
 
 // serverConfig is what `sluice serve` listens on and who may write.
@@ -159,6 +175,9 @@ func (c *config) Validate() error {
 	}
 	if err := c.Local.Validate(); err != nil {
 		return err
+	}
+	if c.Pipeline.Workers < 0 || c.Pipeline.Workers > 256 {
+		return fmt.Errorf("pipeline: workers: %d is not 0 (default) to 256", c.Pipeline.Workers)
 	}
 	if c.Results.External != nil {
 		if err := c.Results.External.Validate(); err != nil {

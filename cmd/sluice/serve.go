@@ -28,6 +28,7 @@ import (
 func newServeCmd(log *slog.Logger) *cobra.Command {
 	var listen, tokenFile string
 	var sf storeFlags
+	var gopts gateOptions
 	cmd := &cobra.Command{
 		Use:   "serve [--config FILE] [--listen ADDR] [--data-dir DIR] [--db DSN] [--token-file FILE]",
 		Short: "Serve the ResultsDB v2.0 API (/api/v2.0/) and the artifacts, on the embedded defaults",
@@ -66,12 +67,21 @@ func newServeCmd(log *slog.Logger) *cobra.Command {
 			mux := http.NewServeMux()
 			mux.Handle("/", api)
 			mux.Handle("GET /artifacts/{sha256}", artifactHandler(arts))
+			mux.Handle("GET /buildsets/{uuid}/repo/", repoHandler(filepath.Join(e.dataDir, "buildsets")))
 			srv := &http.Server{
 				Handler:           mux,
 				ReadHeaderTimeout: 10 * time.Second,
 				ReadTimeout:       time.Minute,
 				WriteTimeout:      10 * time.Minute, // artifacts can be large; the event stream lifts it
 				IdleTimeout:       2 * time.Minute,
+			}
+			if gopts.workers = e.cfg.Pipeline.Workers; gopts.workers == 0 {
+				gopts.workers = 2
+			}
+			gopts.poll = time.Second
+			startGate, err := newGate(ctx, e, gopts, log)
+			if err != nil {
+				return err
 			}
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
@@ -92,6 +102,11 @@ func newServeCmd(log *slog.Logger) *cobra.Command {
 				return srv.Shutdown(shutdown)
 			})
 			g.Go(func() error { return events.Run(gctx) })
+			if startGate != nil {
+				startGate(gctx, g)
+			} else {
+				log.Info("no source of changes configured (local.projects): serving results only")
+			}
 			if e.sender != nil {
 				g.Go(func() error { return e.sender.Run(gctx) })
 			}
@@ -101,8 +116,32 @@ func newServeCmd(log *slog.Logger) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", "127.0.0.1:5001", "address to listen on (loopback by default)")
 	f.StringVar(&tokenFile, "token-file", "", "write tokens, one per line: NAME:SCOPE:TOKEN")
+	f.DurationVar(&gopts.timeout, "build-timeout", time.Hour, "time limit of one build in the server's stages")
+	f.BoolVar(&gopts.rpmNoDeps, "rpm-nodeps", false, "rpm: pass --nodeps to rpmbuild, for hosts whose rpmdb does not describe the system (Debian)")
+	f.StringSliceVar(&gopts.rpmHostProvides, "rpm-host-provides", nil, "rpm: BuildRequires the host provides outside the rpmdb (e.g. gcc,make on Debian)")
 	sf.register(f)
 	return cmd
+}
+
+// repoHandler serves the buildsets' test repositories read-only, as the
+// test machines' apt and dnf fetch them: DIR/<uuid>/repo/ under
+// /buildsets/<uuid>/repo/, confined to that directory.
+func repoHandler(dir string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		uuid := r.PathValue("uuid")
+		if !stageUUIDRE.MatchString(uuid) {
+			http.Error(w, "buildset: not a buildset id", http.StatusBadRequest)
+			return
+		}
+		root, err := os.OpenRoot(filepath.Join(dir, uuid, "repo"))
+		if err != nil {
+			http.Error(w, "buildset: no test repository", http.StatusNotFound)
+			return
+		}
+		defer root.Close()
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		http.StripPrefix("/buildsets/"+uuid+"/repo", http.FileServerFS(root.FS())).ServeHTTP(w, r)
+	})
 }
 
 // artifactHandler serves the artifact store read-only: build logs and

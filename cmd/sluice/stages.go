@@ -8,9 +8,12 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -30,8 +33,15 @@ import (
 type stages struct {
 	env     *env
 	builder *builder.Builder
+	records *builder.Records
 	testKey *repo.Key
-	log     *slog.Logger
+	// releaseKey signs the release repositories.
+	releaseKey *repo.Key
+	log        *slog.Logger
+	// projectURL gives a project's own repository, where ref items (the
+	// post pipeline's branch updates) are built from; the merger's
+	// copy may not have the new commit yet. Nil: ZUUL_URL.
+	projectURL func(project string) string
 }
 
 // newStages wires the stage functions on e.
@@ -41,11 +51,15 @@ func newStages(e *env, timeout time.Duration, rpmNoDeps bool, rpmHostProvides []
 	if err != nil {
 		return nil, err
 	}
-	k, err := testKey(e)
+	k, err := signingKey(e, "test-signing-key", e.cfg.Signing.TestKey, e.cfg.Signing.TestPassphraseFile)
 	if err != nil {
 		return nil, fmt.Errorf("test repository key: %w", err)
 	}
-	return &stages{env: e, builder: b, testKey: k, log: log}, nil
+	rk, err := signingKey(e, "release-signing-key", e.cfg.Signing.ReleaseKey, e.cfg.Signing.ReleasePassphraseFile)
+	if err != nil {
+		return nil, fmt.Errorf("release repository key: %w", err)
+	}
+	return &stages{env: e, builder: b, records: records, testKey: k, releaseKey: rk, log: log}, nil
 }
 
 // funcs are the stage functions by the names the pipeline gives stages.
@@ -54,6 +68,7 @@ func (s *stages) funcs() map[string]jobs.StageFunc {
 		"build.deb": s.build("deb"),
 		"build.rpm": s.build("rpm"),
 		"publish":   s.publish,
+		"release":   s.release,
 	}
 }
 
@@ -176,13 +191,19 @@ func (s *stages) build(format string) jobs.StageFunc {
 			if own && sp.Commit != "" {
 				ref = sp.Commit
 			}
+			url := gitURL(strings.TrimSuffix(sp.URL, "/") + "/" + pc.Project)
+			if sp.Change == 0 && s.projectURL != nil {
+				if u := s.projectURL(pc.Project); u != "" {
+					url = u
+				}
+			}
 			out := filepath.Join(s.buildsetDir(sp.UUID), "build", strings.ReplaceAll(pc.Project, "/", "+"))
 			// A new attempt starts from nothing.
 			if err := os.RemoveAll(filepath.Join(out, format)); err != nil {
 				return jobs.Result{}, err
 			}
 			recs, err := s.builder.Build(ctx, builder.Request{
-				Project: pc.Project, URL: strings.TrimSuffix(sp.URL, "/") + "/" + pc.Project, Ref: ref,
+				Project: pc.Project, URL: url, Ref: ref,
 				Change: pc.Number, Patchset: pc.Patchset, Pipeline: sp.Pipeline, Buildset: sp.UUID, Attempt: r.Attempt,
 				Formats: []string{format}, SkipMissing: !own, OutDir: out,
 			})
@@ -206,63 +227,96 @@ func (s *stages) build(format string) jobs.StageFunc {
 	}
 }
 
+// gitURL returns url, or url.git when url is local and only that exists,
+// as git itself tries both (the merger keeps <project>.git).
+func gitURL(url string) string {
+	path := strings.TrimPrefix(url, "file://")
+	if !filepath.IsAbs(path) {
+		return url
+	}
+	if _, err := os.Stat(path); err != nil {
+		if _, err := os.Stat(path + ".git"); err == nil {
+			return url + ".git"
+		}
+	}
+	return url
+}
+
 // testCodename is the distribution of every buildset's APT repository.
 const testCodename = "sluice-test"
 
-// publish puts the buildset's packages into its signed test repositories
-// and records sluice.publish.
-func (s *stages) publish(ctx context.Context, r jobs.Run) (jobs.Result, error) {
-	sp, err := parseStageParams(r.Params)
-	if err != nil {
-		return jobs.Result{}, fmt.Errorf("stage publish: %w", err)
-	}
-	dir := s.buildsetDir(sp.UUID)
-	start := time.Now()
-	var notes []string
-	outcome := jobs.Passed
-	repos := map[string]string{}
+// publishInto publishes the buildset's packages of each format into
+// out/<format> signed with key, after check (nil: none) accepts each
+// file; it returns the repositories written and a note per format, and
+// ok=false when a format's packages were refused.
+func (s *stages) publishInto(ctx context.Context, uuid, out string, key *repo.Key, codename string,
+	check func(ctx context.Context, path string) error) (repos map[string]string, notes []string, ok bool, err error) {
+	dir := s.buildsetDir(uuid)
+	repos, ok = map[string]string{}, true
 	for _, format := range []string{"deb", "rpm"} {
 		pkgs, err := filepath.Glob(filepath.Join(dir, "build", "*", format, "*."+format))
 		if err != nil {
-			return jobs.Result{}, err
+			return nil, nil, false, err
 		}
 		// Source RPMs go with the build record, not into the repository.
 		pkgs = slices.DeleteFunc(pkgs, func(p string) bool { return strings.HasSuffix(p, ".src.rpm") })
 		if len(pkgs) == 0 {
 			continue
 		}
-		out := filepath.Join(dir, "repo", format)
+		refused := false
+		for _, p := range pkgs {
+			if check == nil {
+				break
+			}
+			if err := check(ctx, p); err != nil {
+				if ctx.Err() != nil {
+					return nil, nil, false, ctx.Err()
+				}
+				notes = append(notes, fmt.Sprintf("%s: %v", filepath.Base(p), err))
+				refused = true
+			}
+		}
+		if refused {
+			ok = false
+			continue
+		}
+		dst := filepath.Join(out, format)
 		var sum repo.Summary
 		switch format {
 		case "deb":
-			a, err := repo.NewAPT(out, s.testKey, repo.APTConfig{Codename: testCodename, Component: "main", Origin: "sluice"}, s.log)
+			a, err := repo.NewAPT(dst, key, repo.APTConfig{Codename: codename, Component: "main", Origin: "sluice"}, s.log)
 			if err != nil {
-				return jobs.Result{}, err
+				return nil, nil, false, err
 			}
 			sum, err = a.Publish(ctx, pkgs, repo.PublishOptions{Replace: true})
 		case "rpm":
-			sum, err = repo.NewRPM(out, s.testKey, s.log).Publish(ctx, pkgs, repo.PublishOptions{Replace: true})
+			sum, err = repo.NewRPM(dst, key, s.log).Publish(ctx, pkgs, repo.PublishOptions{Replace: true})
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return jobs.Result{}, err
+				return nil, nil, false, err
 			}
 			// The packages themselves are refused (conflicts, bad
 			// names): the change's fault.
-			outcome = jobs.Failed
+			ok = false
 			notes = append(notes, fmt.Sprintf("%s: %v", format, err))
 			continue
 		}
-		repos[format] = out
+		repos[format] = dst
 		notes = append(notes, fmt.Sprintf("%s: %d packages", format, sum.Packages))
 	}
-	if len(repos) == 0 && outcome == jobs.Passed {
-		outcome = jobs.Failed
+	if len(repos) == 0 && ok {
+		ok = false
 		notes = append(notes, "no packages were built")
 	}
+	return repos, notes, ok, nil
+}
+
+// stageResult is the change-level (or commit-level) result of a stage.
+func stageResult(sp stageParams, stage string, attempt int, start time.Time, outcome string, notes []string) *results.Result {
 	data := map[string][]string{
 		"item": {sp.Project + "~" + strconv.Itoa(sp.Change) + "~" + strconv.Itoa(sp.Patchset)}, "type": {builder.ItemChange},
-		"project": {sp.Project}, "stage": {"publish"}, "buildset": {sp.UUID}, "attempt": {strconv.Itoa(r.Attempt)},
+		"project": {sp.Project}, "stage": {stage}, "buildset": {sp.UUID}, "attempt": {strconv.Itoa(attempt)},
 		"duration": {strconv.FormatFloat(time.Since(start).Seconds(), 'f', 3, 64)},
 	}
 	if sp.Change == 0 {
@@ -273,36 +327,120 @@ func (s *stages) publish(ctx context.Context, r jobs.Run) (jobs.Result, error) {
 	if sp.Pipeline != "" {
 		data["pipeline"] = []string{sp.Pipeline}
 	}
-	var refURL string
+	note := strings.Join(notes, "; ")
+	if len(note) > 4000 {
+		note = note[:4000]
+	}
+	return &results.Result{Testcase: results.Testcase{Name: "sluice." + stage}, Groups: []string{sp.UUID},
+		Outcome: outcome, Note: note, Data: data}
+}
+
+// publish puts the buildset's packages into its signed test repositories
+// and records sluice.publish.
+func (s *stages) publish(ctx context.Context, r jobs.Run) (jobs.Result, error) {
+	sp, err := parseStageParams(r.Params)
+	if err != nil {
+		return jobs.Result{}, fmt.Errorf("stage publish: %w", err)
+	}
+	start := time.Now()
+	repos, notes, ok, err := s.publishInto(ctx, sp.UUID, filepath.Join(s.buildsetDir(sp.UUID), "repo"), s.testKey, testCodename, nil)
+	if err != nil {
+		return jobs.Result{}, err
+	}
+	outcome := jobs.Passed
+	if !ok {
+		outcome = jobs.Failed
+	}
+	res := stageResult(sp, "publish", r.Attempt, start, outcome, notes)
 	if base := s.env.cfg.Server.URL; base != "" {
-		refURL = strings.TrimSuffix(base, "/") + "/buildsets/" + sp.UUID + "/repo/"
-		data["repo_url"] = []string{refURL}
+		res.RefURL = strings.TrimSuffix(base, "/") + "/buildsets/" + sp.UUID + "/repo/"
+		res.Data["repo_url"] = []string{res.RefURL}
 	}
 	for f, path := range repos {
-		data["repo_path_"+f] = []string{path}
+		res.Data["repo_path_"+f] = []string{path}
 	}
-	res := &results.Result{Testcase: results.Testcase{Name: "sluice.publish"}, Groups: []string{sp.UUID},
-		Outcome: outcome, Note: strings.Join(notes, "; "), RefURL: refURL, Data: data}
 	if err := s.env.db.Tx(ctx, func(tx *sql.Tx) error { return s.env.recorder.Record(ctx, tx, res) }); err != nil {
 		return jobs.Result{}, err
 	}
-	return jobs.Result{Outcome: outcome, LogURL: refURL}, nil
+	return jobs.Result{Outcome: outcome, LogURL: res.RefURL}, nil
 }
 
-// testKey returns the key that signs test repositories: the configured
-// one, or the data directory's, made on first use. Two processes making
-// it at once end up with the same key: the first link wins.
-func testKey(e *env) (*repo.Key, error) {
-	if e.cfg.Signing.TestKey != "" {
-		return loadKey(e.cfg.Signing.TestKey, e.cfg.Signing.TestPassphraseFile)
+// release publishes what the post pipeline built into the release
+// repositories of the project's branch, DATA-DIR/repos/<project>/<branch>/,
+// signed with the release key; every package must have a build record
+// naming the commit it was built from (DESIGN.md's provenance rule).
+func (s *stages) release(ctx context.Context, r jobs.Run) (jobs.Result, error) {
+	sp, err := parseStageParams(r.Params)
+	if err != nil {
+		return jobs.Result{}, fmt.Errorf("stage release: %w", err)
+	}
+	branch, ok := strings.CutPrefix(sp.Ref, "refs/heads/")
+	if !ok || sp.Commit == "" {
+		return jobs.Result{}, fmt.Errorf("stage release: ZUUL_REF %q is not a branch update with ZUUL_COMMIT", sp.Ref)
+	}
+	if err := checkBranchForPath(branch); err != nil {
+		return jobs.Result{}, fmt.Errorf("stage release: %w", err)
+	}
+	start := time.Now()
+	out := filepath.Join(s.env.dataDir, "repos", strings.ReplaceAll(sp.Project, "/", "+"), strings.ReplaceAll(branch, "/", "+"))
+	check := func(ctx context.Context, path string) error {
+		sum, err := fileSHA256(path)
+		if err != nil {
+			return err
+		}
+		recs, err := s.records.ByOutput(ctx, sum)
+		if err != nil {
+			return fmt.Errorf("no build record: %w", err)
+		}
+		for _, rec := range recs {
+			if rec.Commit != "" && rec.Outcome == builder.Passed {
+				return nil
+			}
+		}
+		return fmt.Errorf("no passed build record names the commit it was built from")
+	}
+	repos, notes, ok2, err := s.publishInto(ctx, sp.UUID, out, s.releaseKey, branch, check)
+	if err != nil {
+		return jobs.Result{}, err
+	}
+	outcome := jobs.Passed
+	if !ok2 {
+		outcome = jobs.Failed
+	}
+	res := stageResult(sp, "release", r.Attempt, start, outcome, notes)
+	res.Data["branch"] = []string{branch}
+	for f, path := range repos {
+		res.Data["repo_path_"+f] = []string{path}
+	}
+	if err := s.env.db.Tx(ctx, func(tx *sql.Tx) error { return s.env.recorder.Record(ctx, tx, res) }); err != nil {
+		return jobs.Result{}, err
+	}
+	return jobs.Result{Outcome: outcome}, nil
+}
+
+// checkBranchForPath accepts a branch name that is safe as a directory.
+func checkBranchForPath(b string) error {
+	if b == "" || len(b) > 255 || strings.Contains(b, "..") || strings.HasPrefix(b, "/") || strings.ContainsAny(b, "\x00\\") ||
+		!stageNameRE.MatchString(b) {
+		return fmt.Errorf("branch %q: not a safe name", b)
+	}
+	return nil
+}
+
+// signingKey returns a signing key: the configured file, or the data
+// directory's keys/<name>.asc, made on first use. Two processes making it
+// at once end up with the same key: the first link wins.
+func signingKey(e *env, name, configured, passFile string) (*repo.Key, error) {
+	if configured != "" {
+		return loadKey(configured, passFile)
 	}
 	dir := filepath.Join(e.dataDir, "keys")
-	path := filepath.Join(dir, "test-signing-key.asc")
+	path := filepath.Join(dir, name+".asc")
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, err
 		}
-		priv, _, err := repo.GenerateKey("sluice test repositories", "sluice@localhost", repo.Ed25519, nil)
+		priv, _, err := repo.GenerateKey("sluice "+name, "sluice@localhost", repo.Ed25519, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -322,7 +460,7 @@ func testKey(e *env) (*repo.Key, error) {
 	}
 	// The public key, for the test machines' keyrings, from the key that
 	// won.
-	pub := filepath.Join(dir, "test-signing-key.pub.asc")
+	pub := filepath.Join(dir, name+".pub.asc")
 	if _, err := os.Stat(pub); errors.Is(err, os.ErrNotExist) {
 		var b strings.Builder
 		if err := k.WritePublic(&b); err != nil {
@@ -333,4 +471,18 @@ func testKey(e *env) (*repo.Key, error) {
 		}
 	}
 	return k, nil
+}
+
+// fileSHA256 returns the lower-case hex SHA-256 of the file at path.
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
