@@ -96,17 +96,20 @@ type api struct {
 	s      *Store
 	db     *store.DB
 	tokens Tokens
+	events *Events
 	log    *slog.Logger
 }
 
 // NewAPI returns a handler of the ResultsDB v2.0 API under /api/v2.0/,
 // on s, whose database is db. Writes need a bearer token that tokens
-// knows; a nil log discards.
-func NewAPI(s *Store, db *store.DB, tokens Tokens, log *slog.Logger) http.Handler {
+// knows. With events, whose Run the caller runs, it serves the event
+// stream at /api/v2.0/events and wakes events after each result it
+// stores; with nil, it has no event stream. A nil log discards.
+func NewAPI(s *Store, db *store.DB, tokens Tokens, events *Events, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &api{s: s, db: db, tokens: tokens, log: log}
+	a := &api{s: s, db: db, tokens: tokens, events: events, log: log}
 	mux := http.NewServeMux()
 	p := apiPrefix
 	mux.HandleFunc("GET "+p, a.landing)
@@ -123,6 +126,9 @@ func NewAPI(s *Store, db *store.DB, tokens Tokens, log *slog.Logger) http.Handle
 	mux.HandleFunc("GET "+p+"/testcases", a.testcases)
 	mux.HandleFunc("GET "+p+"/testcases/{name...}", a.testcase)
 	mux.HandleFunc("POST "+p+"/testcases", a.need(ScopeAdmin, a.createTestcase))
+	if events != nil {
+		mux.HandleFunc("GET "+p+"/events", a.eventStream)
+	}
 	return jsonFallback(mux)
 }
 
@@ -366,7 +372,7 @@ type pageJSON struct {
 
 func (a *api) landing(w http.ResponseWriter, r *http.Request) {
 	b := apiBase(r)
-	writeJSON(w, http.StatusOK, map[string]any{
+	out := map[string]any{
 		"message":       "ResultsDB v2.0 API",
 		"documentation": "https://github.com/release-engineering/resultsdb",
 		"groups":        b + "/groups",
@@ -374,7 +380,11 @@ func (a *api) landing(w http.ResponseWriter, r *http.Request) {
 		"testcases":     b + "/testcases",
 		"healthcheck":   b + "/healthcheck",
 		"outcomes":      a.s.Outcomes(),
-	})
+	}
+	if a.events != nil {
+		out["events"] = b + "/events"
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (a *api) healthcheck(w http.ResponseWriter, r *http.Request) {
@@ -1025,6 +1035,9 @@ func (a *api) createResult(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		a.fail(w, r, "result", err)
 		return
+	}
+	if a.events != nil {
+		a.events.Notify()
 	}
 	res, err := a.s.Result(ctx, id)
 	if err != nil {

@@ -2,6 +2,7 @@ package results
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,11 +24,18 @@ const (
 	adminToken  = "admin-secret"
 )
 
-// apiServer is an API on an empty SQLite store.
+// apiServer is an API, with its event stream running, on an empty
+// store.
 type apiServer struct {
-	t   *testing.T
-	srv *httptest.Server
-	db  *store.DB
+	t      *testing.T
+	srv    *httptest.Server
+	h      http.Handler
+	dsn    string
+	db     *store.DB
+	s      *Store
+	events *Events
+	// stopEvents ends the event stream's Run and waits for it.
+	stopEvents func()
 }
 
 // apiDatabases makes a fresh database for a test, by the dialect its name
@@ -76,7 +84,10 @@ func TestAPI(t *testing.T) {
 	}
 }
 
-func newAPIServer(t *testing.T) *apiServer {
+// newAPIServer serves the API on a fresh database of the dialect of the
+// test's parent (see apiDatabases); tune, when given, sets the event
+// stream up before its Run starts.
+func newAPIServer(t *testing.T, tune ...func(*Events)) *apiServer {
 	t.Helper()
 	parent := t.Name()
 	if i := strings.LastIndex(parent, "/"); i >= 0 {
@@ -84,17 +95,38 @@ func newAPIServer(t *testing.T) *apiServer {
 	}
 	fresh, ok := apiDatabases.Load(parent)
 	if !ok {
-		t.Fatalf("%s: not run from TestAPI", t.Name())
+		t.Fatalf("%s: not run from TestAPI or TestEvents", t.Name())
 	}
-	db, err := store.Open(t.Context(), fresh.(func(*testing.T) string)(t), nil)
+	dsn := fresh.(func(*testing.T) string)(t)
+	db, err := store.Open(t.Context(), dsn, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	h := NewAPI(NewStore(db, Config{}), db, StaticTokens{workerToken: ScopeWorker, adminToken: ScopeAdmin}, nil)
+	s := NewStore(db, Config{})
+	events := NewEvents(s, nil)
+	for _, f := range tune {
+		f(events)
+	}
+	h := NewAPI(s, db, StaticTokens{workerToken: ScopeWorker, adminToken: ScopeAdmin}, events, nil)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &apiServer{t: t, srv: srv, db: db}
+	// Registered after srv.Close, so it runs first: Close waits for the
+	// streams, which end with Run.
+	ctx, cancel := context.WithCancel(t.Context())
+	ran := make(chan error, 1)
+	go func() { ran <- events.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-ran; err != nil {
+				t.Errorf("events.Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return &apiServer{t: t, srv: srv, h: h, dsn: dsn, db: db, s: s, events: events, stopEvents: stop}
 }
 
 // prefix is the API root as the tests' requests reach it.

@@ -32,7 +32,7 @@ func clientTestServer(t *testing.T, wrap func(http.Handler) http.Handler) *httpt
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	h := NewAPI(NewStore(db, Config{}), db, StaticTokens{clientToken: ScopeWorker}, nil)
+	h := NewAPI(NewStore(db, Config{}), db, StaticTokens{clientToken: ScopeWorker}, nil, nil)
 	if wrap != nil {
 		h = wrap(h)
 	}

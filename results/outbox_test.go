@@ -41,7 +41,7 @@ func newOutboxEnv(t *testing.T, wrap func(http.Handler) http.Handler) *outboxEnv
 	t.Helper()
 	e := &outboxEnv{local: openTestDB(t), remote: openTestDB(t)}
 	e.rec = NewRecorder(NewStore(e.local, Config{}), e.local, true)
-	h := NewAPI(NewStore(e.remote, Config{}), e.remote, StaticTokens{clientToken: ScopeWorker}, nil)
+	h := NewAPI(NewStore(e.remote, Config{}), e.remote, StaticTokens{clientToken: ScopeWorker}, nil, nil)
 	if wrap != nil {
 		h = wrap(h)
 	}
