@@ -32,6 +32,9 @@ type config struct {
 	Signing  signingConfig `yaml:"signing"`
 	Local    localConfig   `yaml:"local"`
 	Pipeline pipelineConf  `yaml:"pipeline"`
+	// Gerrit is the Gerrit server whose changes sluice gates; the local
+	// source's projects when absent.
+	Gerrit *gerritConfig `yaml:"gerrit"`
 }
 
 // pipelineConf is the gating engine's section.
@@ -175,6 +178,14 @@ func (c *config) Validate() error {
 	}
 	if err := c.Local.Validate(); err != nil {
 		return err
+	}
+	if c.Gerrit != nil {
+		if len(c.Local.Projects) > 0 {
+			return errors.New("gerrit and local.projects: give one source of changes")
+		}
+		if err := c.Gerrit.Validate(); err != nil {
+			return err
+		}
 	}
 	if c.Pipeline.Workers < 0 || c.Pipeline.Workers > 256 {
 		return fmt.Errorf("pipeline: workers: %d is not 0 (default) to 256", c.Pipeline.Workers)

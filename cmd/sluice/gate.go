@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -40,18 +41,30 @@ type gateOptions struct {
 	poll            time.Duration // how often the journal is read for events other processes wrote
 }
 
+// gate is the gating engine, wired: start runs it under an errgroup;
+// handlers are its HTTP endpoints.
+type gate struct {
+	start    func(ctx context.Context, g *errgroup.Group)
+	handlers map[string]http.Handler
+}
+
 // newGate wires the scheduler and its parts when the configuration has a
-// source of changes, and returns what starts them under an errgroup; nil
-// when there is no source.
-func newGate(ctx context.Context, e *env, opts gateOptions, log *slog.Logger) (func(ctx context.Context, g *errgroup.Group), error) {
-	if len(e.cfg.Local.Projects) == 0 {
+// source of changes (gerrit, or local.projects); nil when it has none.
+func newGate(ctx context.Context, e *env, opts gateOptions, log *slog.Logger) (*gate, error) {
+	var src *changeSource
+	var err error
+	switch {
+	case e.cfg.Gerrit != nil:
+		src, err = gerritSource(e, log)
+	case len(e.cfg.Local.Projects) > 0:
+		src, err = localChangeSource(e)
+	default:
 		return nil, nil
 	}
-	local, err := localSource(e)
 	if err != nil {
 		return nil, err
 	}
-	pcfg, err := pipelineConfig(e)
+	pcfg, err := pipelineConfig(e, src)
 	if err != nil {
 		return nil, err
 	}
@@ -81,14 +94,7 @@ func newGate(ctx context.Context, e *env, opts gateOptions, log *slog.Logger) (f
 	if err != nil {
 		return nil, err
 	}
-	stg.projectURL = func(project string) string {
-		for _, p := range e.cfg.Local.Projects {
-			if p.Name == project {
-				return p.Path
-			}
-		}
-		return ""
-	}
+	stg.projectURL = src.repoURL
 	var runner *pipeline.Runner
 	pool := jobs.NewPool(stg.funcs(), opts.workers, func(ctx context.Context, o jobs.Outcome) {
 		outcome := pipeline.Outcome(o.Result.Outcome)
@@ -97,24 +103,53 @@ func newGate(ctx context.Context, e *env, opts gateOptions, log *slog.Logger) (f
 			log.Error("stage outcome lost", "buildset", o.Run.Buildset, "stage", o.Run.Stage, "err", err)
 		}
 	}, log)
-	sources := map[string]string{}
-	for _, p := range e.cfg.Local.Projects {
-		sources[p.Name] = p.Path
-	}
 	parts := pipeline.Parts{
 		Dispatcher: poolDispatcher{pool},
-		Merger:     mergerAdapter{m: merger, sources: sources},
-		Reporter:   localReporter{l: local, serverURL: e.cfg.Server.URL},
-		Submitter:  localSubmitter{l: local, serverURL: e.cfg.Server.URL},
-		Query:      local,
+		Merger:     mergerAdapter{m: merger, repoURL: src.repoURL},
+		Reporter:   src.reporter,
+		Submitter:  src.submitter,
+		Query:      src.query,
 		Persist:    st,
 	}
 	runner = pipeline.NewRunner(sched, parts, log, initial)
-	return func(ctx context.Context, g *errgroup.Group) {
+	return &gate{handlers: src.handlers, start: func(ctx context.Context, g *errgroup.Group) {
 		g.Go(func() error { return pool.Run(ctx) })
 		g.Go(func() error { return runner.Run(ctx) })
 		g.Go(func() error { return consumeJournal(ctx, journal, runner, opts.poll, log) })
-		log.Info("gating engine started", "pipelines", len(pcfg.Pipelines), "projects", len(pcfg.Projects), "workers", opts.workers)
+		if src.start != nil {
+			src.start(ctx, g, journal)
+		}
+		log.Info("gating engine started", "source", src.name, "pipelines", len(pcfg.Pipelines), "projects", len(pcfg.Projects), "workers", opts.workers)
+	}}, nil
+}
+
+// localChangeSource is the local source as a changeSource.
+func localChangeSource(e *env) (*changeSource, error) {
+	local, err := localSource(e)
+	if err != nil {
+		return nil, err
+	}
+	paths := map[string]string{}
+	for _, p := range e.cfg.Local.Projects {
+		paths[p.Name] = p.Path
+	}
+	return &changeSource{
+		name:      zuul.LocalSource,
+		query:     local,
+		reporter:  localReporter{l: local, serverURL: e.cfg.Server.URL},
+		submitter: localSubmitter{l: local, serverURL: e.cfg.Server.URL},
+		repoURL:   func(project string) string { return paths[project] },
+		projects: func() ([]pipeline.Project, error) {
+			var ps []pipeline.Project
+			for _, lp := range e.cfg.Local.Projects {
+				formats, err := detectFormats(lp)
+				if err != nil {
+					return nil, err
+				}
+				ps = append(ps, pipeline.Project{Name: lp.Name, Queue: "integrated", Formats: formats, Stages: []string{}, Attempts: 3})
+			}
+			return ps, nil
+		},
 	}, nil
 }
 
@@ -155,10 +190,11 @@ func consumeJournal(ctx context.Context, j *zuul.Journal, r *pipeline.Runner, po
 	}
 }
 
-// pipelineConfig is the pipelines and projects: Zuul's reference check,
-// gate and post pipelines, and each local project with the formats its
-// branch has (debian/ → deb, a spec → rpm) and the stages that exist.
-func pipelineConfig(e *env) (*pipeline.Config, error) {
+// pipelineConfig is the pipelines and projects: the pipeline.config file,
+// or Zuul's reference check, gate and post pipelines and the source's
+// projects (a local project with the formats its branch has: debian/ →
+// deb, a spec → rpm), with the stages that exist so far (build, publish).
+func pipelineConfig(e *env, src *changeSource) (*pipeline.Config, error) {
 	if path := e.cfg.Pipeline.Config; path != "" {
 		f, err := os.Open(path)
 		if err != nil {
@@ -172,14 +208,11 @@ func pipelineConfig(e *env) (*pipeline.Config, error) {
 		return c, nil
 	}
 	c := pipeline.DefaultConfig()
-	for _, lp := range e.cfg.Local.Projects {
-		formats, err := detectFormats(lp)
-		if err != nil {
-			return nil, err
-		}
-		c.Projects = append(c.Projects, pipeline.Project{Name: lp.Name, Queue: "integrated", Formats: formats,
-			Stages: []string{}, Attempts: 3})
+	ps, err := src.projects()
+	if err != nil {
+		return nil, err
 	}
+	c.Projects = append(c.Projects, ps...)
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -246,7 +279,7 @@ func (d poolDispatcher) Cancel(ctx context.Context, c pipeline.CancelStage) erro
 // projects' repositories.
 type mergerAdapter struct {
 	m       *zuul.Merger
-	sources map[string]string
+	repoURL func(project string) string
 }
 
 func (a mergerAdapter) Merge(ctx context.Context, ref string, changes []zuul.Change) (map[string]string, string, error) {
@@ -257,8 +290,8 @@ func (a mergerAdapter) Merge(ctx context.Context, ref string, changes []zuul.Cha
 	}
 	req := zuul.MergeRequest{Pipeline: pl, Buildset: bs}
 	for _, c := range changes {
-		url, known := a.sources[c.Project]
-		if !known {
+		url := a.repoURL(c.Project)
+		if url == "" {
 			return nil, "", fmt.Errorf("merge: project %s has no source", c.Project)
 		}
 		req.Items = append(req.Items, zuul.MergeItem{Project: c.Project, Branch: c.Branch, URL: url,

@@ -62,26 +62,31 @@ func newServeCmd(log *slog.Logger) *cobra.Command {
 				return err
 			}
 			defer arts.Close()
+			if gopts.workers = e.cfg.Pipeline.Workers; gopts.workers == 0 {
+				gopts.workers = 2
+			}
+			gopts.poll = time.Second
+			gt, err := newGate(ctx, e, gopts, log)
+			if err != nil {
+				return err
+			}
 			events := results.NewEvents(e.results, log)
 			api := results.NewAPI(e.results, db, tokens, events, log)
 			mux := http.NewServeMux()
 			mux.Handle("/", api)
 			mux.Handle("GET /artifacts/{sha256}", artifactHandler(arts))
 			mux.Handle("GET /buildsets/{uuid}/repo/", repoHandler(filepath.Join(e.dataDir, "buildsets")))
+			if gt != nil {
+				for pattern, h := range gt.handlers {
+					mux.Handle(pattern, h)
+				}
+			}
 			srv := &http.Server{
 				Handler:           mux,
 				ReadHeaderTimeout: 10 * time.Second,
 				ReadTimeout:       time.Minute,
 				WriteTimeout:      10 * time.Minute, // artifacts can be large; the event stream lifts it
 				IdleTimeout:       2 * time.Minute,
-			}
-			if gopts.workers = e.cfg.Pipeline.Workers; gopts.workers == 0 {
-				gopts.workers = 2
-			}
-			gopts.poll = time.Second
-			startGate, err := newGate(ctx, e, gopts, log)
-			if err != nil {
-				return err
 			}
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
@@ -102,8 +107,8 @@ func newServeCmd(log *slog.Logger) *cobra.Command {
 				return srv.Shutdown(shutdown)
 			})
 			g.Go(func() error { return events.Run(gctx) })
-			if startGate != nil {
-				startGate(gctx, g)
+			if gt != nil {
+				gt.start(gctx, g)
 			} else {
 				log.Info("no source of changes configured (local.projects): serving results only")
 			}

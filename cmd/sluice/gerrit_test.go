@@ -1,0 +1,161 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"encoding/pem"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sluice-ci/sluice/internal/pkgtest"
+	"github.com/sluice-ci/sluice/results"
+	"github.com/sluice-ci/sluice/zuul"
+	"github.com/sluice-ci/sluice/zuul/gerrittest"
+)
+
+// treeFiles reads a source tree into the file map gerrittest takes.
+func treeFiles(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		files[filepath.ToSlash(rel)] = string(b)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// fakeGerrit starts the fake Gerrit with project hello (the hello-sh
+// sample), its SSH daemon, and writes sluice's configuration for it.
+func fakeGerrit(t *testing.T) (*gerrittest.Gerrit, string) {
+	t.Helper()
+	g := gerrittest.NewGerrit(t)
+	g.CreateProject("hello", treeFiles(t, filepath.Join("..", "..", "builder", "testdata", "src", "hello-sh")))
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshPub, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := gerrittest.NewSSHServer(g, sshPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	dir := t.TempDir()
+	block, err := ssh.MarshalPrivateKey(priv, "sluice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeTestFile(t, filepath.Join(dir, "id_ed25519"), string(pem.EncodeToMemory(block)))
+	writeTestFile(t, filepath.Join(dir, "known_hosts"), srv.KnownHostsLine()+"\n")
+	writeTestFile(t, filepath.Join(dir, "password"), g.Password+"\n")
+	conf := filepath.Join(dir, "sluice.yaml")
+	writeTestFile(t, conf, "gerrit:\n  url: "+g.URL+"\n  user: "+g.User+"\n  password_file: "+filepath.Join(dir, "password")+
+		"\n  git_url: file://"+filepath.Dir(g.GitDir("hello"))+
+		"\n  projects: [hello]\n  ssh:\n    address: "+srv.Addr()+"\n    user: sluice\n    key_file: "+filepath.Join(dir, "id_ed25519")+
+		"\n    known_hosts: "+filepath.Join(dir, "known_hosts")+"\npipeline:\n  workers: 3\n")
+	return g, conf
+}
+
+// waitReview waits for a review of pipeline on change n that ok accepts.
+func waitReview(t *testing.T, g *gerrittest.Gerrit, n int, pipeline string, d time.Duration, ok func(gerrittest.Review) bool) gerrittest.Review {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		for _, r := range g.Reviews(n) {
+			if r.Tag == zuul.ReportTagPrefix+pipeline && ok(r) {
+				return r
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("change %d: no %s review in %s; reviews: %+v", n, pipeline, d, g.Reviews(n))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestGateGerrit drives sluice from a fake Gerrit (events over SSH,
+// reviews and submits over REST): a check vote; then a gate of three
+// changes where the middle one fails: the first and the third merge, the
+// middle is reported -2, and the third was tested again without it.
+func TestGateGerrit(t *testing.T) {
+	pkgtest.NeedTool(t, "dpkg-buildpackage")
+	pkgtest.NeedTool(t, "rpmbuild")
+	g, conf := fakeGerrit(t)
+	data := t.TempDir()
+	startServe(t, "--config", conf, "--data-dir", data, "--rpm-nodeps")
+
+	// check
+	a := g.Upload("hello", "master", map[string]string{"NEWS": "0.9.1\n"}, "Add NEWS")
+	r := waitReview(t, g, a.Number, "check", 3*time.Minute, func(gerrittest.Review) bool { return true })
+	if r.Labels["Verified"] != 1 || !strings.Contains(r.Message, "Build succeeded (check pipeline).") {
+		t.Fatalf("check review: %+v", r)
+	}
+
+	// gate: a (good), b (breaks the Debian build), c (good)
+	b := g.Upload("hello", "master", map[string]string{"debian/rules": "#!/usr/bin/make -f\n%:\n\texit 1\n"}, "Break the build")
+	c := g.Upload("hello", "master", map[string]string{"AUTHORS": "someone\n"}, "Add AUTHORS")
+	core := zuul.Account{Name: "Core", Username: "core"}
+	for _, ch := range []*zuul.Change{a, b, c} {
+		g.Review(ch, core, map[string]int{"Code-Review": 2, "Workflow": 1}, "")
+	}
+	waitReview(t, g, b.Number, "gate", 5*time.Minute, func(r gerrittest.Review) bool { return r.Labels["Verified"] == -2 })
+	for _, ch := range []*zuul.Change{a, c} {
+		deadline := time.Now().Add(5 * time.Minute)
+		for g.Change(ch.Number).Status != "MERGED" {
+			if time.Now().After(deadline) {
+				t.Fatalf("change %d not merged: %+v", ch.Number, g.Reviews(ch.Number))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if st := g.Change(b.Number).Status; st != "NEW" {
+		t.Fatalf("the failing change is %s", st)
+	}
+	if tip := g.File("hello", "master", "debian/rules"); strings.Contains(tip, "exit 1") {
+		t.Fatal("the failing change's file is on master")
+	}
+	// c's merged buildset did not contain b.
+	out, err := sluice(t, "results", "list", "--json", "--testcase", "sluice.buildset", "--item", c.Key(), "--data-dir", data, "--config", conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rs []results.Result
+	if err := json.Unmarshal([]byte(out), &rs); err != nil {
+		t.Fatal(err)
+	}
+	merged := 0
+	for _, r := range rs {
+		if r.Data["result"][0] != "MERGED" {
+			continue
+		}
+		merged++
+		if slices.Contains(r.Data["changes"], b.String()) || !slices.Contains(r.Data["changes"], c.String()) {
+			t.Errorf("c merged from a buildset of changes %v", r.Data["changes"])
+		}
+	}
+	if merged != 1 {
+		t.Errorf("c's buildsets:\n%s", out)
+	}
+}
