@@ -10,9 +10,12 @@ build:
 
 # The main job on the embedded default, under $(RUNDIR): build the sample
 # source packages from git, publish them into signed APT and RPM
-# repositories, verify them (scripts/run.sh).
+# repositories, verify them (scripts/run.sh); then the gating engine on
+# the local source: changes checked, approved, gated (one failing, one
+# conflicting), merged and released (scripts/gate-demo.sh).
 run: build deps
 	RUNDIR=$(RUNDIR) SLUICE=$(BIN) ./scripts/run.sh
+	RUNDIR=$(RUNDIR) SLUICE=$(BIN) ./scripts/gate-demo.sh
 
 deps:
 	./scripts/test-deps.sh

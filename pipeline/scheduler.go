@@ -852,6 +852,10 @@ func (s *Scheduler) discard(bs *Buildset, result, reason string) {
 	var c zuul.Change
 	if it != nil {
 		c = it.Change
+		if it.Ref != nil {
+			// A ref item has no change: name its project and commit.
+			c.Project, c.Commit = it.Ref.Project, it.Ref.NewRev
+		}
 	}
 	s.emit(RecordBuildsetOutcome{Pipeline: bs.Pipeline, Buildset: bs.ID, Item: c, Changes: bs.Changes, Result: result, Reason: reason})
 	delete(s.st.Buildsets, bs.ID)

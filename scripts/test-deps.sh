@@ -14,6 +14,7 @@ need=(
   gpgv           # apt's signature check
   postgresql     # the store's tests run against PostgreSQL too (a throwaway cluster)
   xz-utils
+  git            # the merger's corpus is checked against git merge; make run commits changes
 )
 
 missing=()

@@ -87,7 +87,7 @@ func open(ctx context.Context, dsn string, fsys fs.FS, dir string, log *slog.Log
 		db.Close()
 		return nil, fmt.Errorf("store %s: migrate: %w", db.target, err)
 	}
-	log.Info("store opened", "dialect", db.dialect.String(), "database", db.target, "version", len(ms))
+	log.Debug("store opened", "dialect", db.dialect.String(), "database", db.target, "version", len(ms))
 	return db, nil
 }
 
