@@ -14,11 +14,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-ci/sluice/builder"
+	"github.com/sluice-ci/sluice/jobs"
 )
 
 func newStageCmd(log *slog.Logger) *cobra.Command {
 	cmd := &cobra.Command{Use: "stage", Short: "Run one pipeline stage here and report its outcome (for Jenkins or any CI executor)"}
-	cmd.AddCommand(newStageBuildCmd(log))
+	cmd.AddCommand(newStageBuildCmd(log), newStageRunCmd("publish", log), newStageRunCmd("release", log))
 	return cmd
 }
 
@@ -61,7 +62,7 @@ func newStageBuildCmd(log *slog.Logger) *cobra.Command {
 			if err := fromZuulEnv(&req, cmd); err != nil {
 				return err
 			}
-			if req.Project == "" || req.URL == "" || req.Ref == "" || req.OutDir == "" {
+			if req.Project == "" || req.URL == "" || req.Ref == "" || req.OutDir == "" && req.Buildset == "" {
 				return fmt.Errorf("stage build: --project, --url, --ref and --out are needed (or the ZUUL_* environment)")
 			}
 			e, err := sf.open(cmd, log)
@@ -69,6 +70,10 @@ func newStageBuildCmd(log *slog.Logger) *cobra.Command {
 				return err
 			}
 			defer e.close()
+			if req.OutDir == "" {
+				// In a buildset, where `sluice stage publish` finds it.
+				req.OutDir = filepath.Join(e.dataDir, "buildsets", strings.ToLower(req.Buildset), "build", strings.ReplaceAll(req.Project, "/", "+"))
+			}
 			records := builder.NewRecords(e.db, e.recorder, artifactURL(e.cfg.Server.URL))
 			b, err := newBuilder(e.dataDir, records, timeout, rpmNoDeps, rpmHostProvides, log)
 			if err != nil {
@@ -150,7 +155,7 @@ func fromZuulEnv(req *builder.Request, cmd *cobra.Command) error {
 		}
 		*p = n
 	}
-	if req.OutDir == "" && env("ZUUL_PROJECT") != "" {
+	if req.OutDir == "" && env("ZUUL_PROJECT") != "" && req.Buildset == "" {
 		req.OutDir = "sluice-build"
 	}
 	return nil
@@ -189,4 +194,62 @@ func newBuilder(dataDir string, records builder.RecordStore, timeout time.Durati
 	}
 	return builder.New(builder.NewSources(filepath.Join(dataDir, "git"), log), arts, backends,
 		builder.Config{WorkDir: filepath.Join(dataDir, "work"), Timeout: timeout, Env: env, Version: version, Records: records}, log), nil
+}
+
+// zuulParams are the ZUUL_* variables of the environment.
+func zuulParams() map[string]string {
+	p := map[string]string{}
+	for _, kv := range os.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "ZUUL_") {
+			p[k] = v
+		}
+	}
+	return p
+}
+
+// newStageRunCmd is `sluice stage NAME`: the stage function the
+// in-process pool runs, on the Zuul job parameters of the environment.
+func newStageRunCmd(name string, log *slog.Logger) *cobra.Command {
+	var sf storeFlags
+	var attempt int
+	short := map[string]string{
+		"publish": "Publish a buildset's packages into its signed test repositories (after stage build in the buildset)",
+		"release": "Publish a post buildset's packages into the branch's signed release repositories",
+	}[name]
+	cmd := &cobra.Command{
+		Use:   name,
+		Short: short,
+		Long: short + ".\nThe buildset comes from the Zuul job parameters in the environment (ZUUL_UUID, ZUUL_PROJECT,\n" +
+			"ZUUL_REF, ZUUL_URL, ZUUL_CHANGE, ZUUL_PATCHSET, ZUUL_PIPELINE...), its packages from the data\n" +
+			"directory, where `sluice stage build` put them. Its outcome is recorded as a ResultsDB result.\n" +
+			"Exit status 0 only if the stage passed.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			e, err := sf.open(cmd, log)
+			if err != nil {
+				return err
+			}
+			defer e.close()
+			stg, err := newStages(e, time.Hour, false, nil, log)
+			if err != nil {
+				return err
+			}
+			p := zuulParams()
+			res, err := stg.funcs()[name](cmd.Context(), jobs.Run{Pipeline: p["ZUUL_PIPELINE"], Buildset: p["ZUUL_UUID"],
+				Stage: name, Attempt: attempt, Project: p["ZUUL_PROJECT"], Params: p})
+			e.push(cmd.Context(), time.Minute, log)
+			if err != nil {
+				return fmt.Errorf("stage %s: %w", name, err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s %s\n", name, res.Outcome, res.LogURL)
+			if res.Outcome != jobs.Passed {
+				return exitError(1)
+			}
+			return nil
+		},
+	}
+	sf.register(cmd.Flags())
+	cmd.Flags().IntVar(&attempt, "attempt", 1, "attempt of this stage run in its buildset")
+	return cmd
 }

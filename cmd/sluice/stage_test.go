@@ -159,3 +159,38 @@ func writeTestFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+// TestStageJenkinsBuildset runs the stages of a buildset as a Jenkins job
+// would, one command each with only Zuul's parameters in the
+// environment: build into the buildset, then publish its test
+// repository; the results share the buildset's group.
+func TestStageJenkinsBuildset(t *testing.T) {
+	pkgtest.NeedTool(t, "dpkg-buildpackage")
+	repo := sampleRepo(t, false)
+	data := t.TempDir()
+	const uuid = "5b1c0f2e9a8d4c7ea5f31d2e3f4a5b6c"
+	for k, v := range map[string]string{"ZUUL_URL": filepath.Dir(repo), "ZUUL_PROJECT": filepath.Base(repo),
+		"ZUUL_REF": "refs/changes/45/12345/2", "ZUUL_CHANGE": "12345", "ZUUL_PATCHSET": "2", "ZUUL_UUID": uuid,
+		"ZUUL_PIPELINE": "check", "ZUUL_BRANCH": "main"} {
+		t.Setenv(k, v)
+	}
+	if out, err := sluice(t, "stage", "build", "--format", "deb", "--data-dir", data); err != nil {
+		t.Fatalf("stage build: %v\n%s", err, out)
+	}
+	if out, err := sluice(t, "stage", "publish", "--data-dir", data); err != nil || !strings.Contains(out, "publish: PASSED") {
+		t.Fatalf("stage publish: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(data, "buildsets", uuid, "repo", "deb", "dists", "sluice-test", "InRelease")); err != nil {
+		t.Fatal(err)
+	}
+	out, err := sluice(t, "results", "list", "--data-dir", data, "--json")
+	if err != nil || !strings.Contains(out, `"sluice.publish"`) || !strings.Contains(out, `"sluice.build"`) {
+		t.Fatalf("results: %v\n%s", err, out)
+	}
+	// A publish with nothing built fails, with exit status 1.
+	t.Setenv("ZUUL_UUID", "00000000000000000000000000000000")
+	var exit exitError
+	if out, err := sluice(t, "stage", "publish", "--data-dir", data); !errors.As(err, &exit) {
+		t.Fatalf("publish of an empty buildset: %v\n%s", err, out)
+	}
+}
