@@ -2,6 +2,7 @@ package zuul
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -422,6 +423,11 @@ func TestMergerRefFetchable(t *testing.T) {
 		t.Fatalf("b at FETCH_HEAD: %q", out)
 	}
 
+	// The Merger's repository itself is sound to git.
+	if out, code := runGit(ctx, t, filepath.Join(m.dir, "org", "proj.git"), "fsck", "--strict"); code != 0 {
+		t.Fatalf("git fsck of the merger repository: %d %s", code, out)
+	}
+
 	// go-git, through the same in-process upload-pack the Merger fetches
 	// with.
 	rem, err := parseMergeURL(m.RepoURL("org/proj"))
@@ -445,5 +451,50 @@ func TestMergerRefFetchable(t *testing.T) {
 	}
 	if f := files(t, c); f["a"] != lines(9, 2, "two") || f["bin"] != bin1 {
 		t.Fatalf("fetched tree %v", f)
+	}
+}
+
+// BenchmarkMergerChain merges a queue of three changes, each touching
+// files in different directories of a 5000-file project, as a gate does
+// for every item; the repositories are warm (fetched once before).
+func BenchmarkMergerChain(b *testing.B) {
+	dir := b.TempDir()
+	repo, err := git.PlainInit(filepath.Join(dir, "up.git"), true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tree := ctree{}
+	for d := range 100 {
+		for f := range 50 {
+			tree[fmt.Sprintf("dir%03d/file%02d.c", d, f)] = reg(lines(40))
+		}
+	}
+	sto := repo.Storer
+	tip := writeCommit(b, sto, "tip", writeCTree(b, sto, tree), 0)
+	if err := sto.SetReference(plumbing.NewHashReference("refs/heads/master", tip)); err != nil {
+		b.Fatal(err)
+	}
+	var items []MergeItem
+	for i, path := range []string{"dir010/file01.c", "dir050/file20.c", "dir090/file40.c"} {
+		h := writeCommit(b, sto, "change", writeCTree(b, sto, edit(tree, path, reg(lines(40, 20, "changed")))), i+1, tip)
+		ref := ChangeRef(1000+i, 1)
+		if err := sto.SetReference(plumbing.NewHashReference(plumbing.ReferenceName(ref), h)); err != nil {
+			b.Fatal(err)
+		}
+		items = append(items, MergeItem{Project: "big", Branch: "master", URL: "file://" + filepath.Join(dir, "up.git"),
+			Change: 1000 + i, Patchset: 1, Ref: ref, Commit: h.String()})
+	}
+	m, err := NewMerger(filepath.Join(dir, "merger"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := m.Merge(b.Context(), MergeRequest{Pipeline: "gate", Buildset: "warm", Items: items}); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if _, err := m.Merge(b.Context(), MergeRequest{Pipeline: "gate", Buildset: fmt.Sprintf("bs%d", i), Items: items}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
