@@ -36,11 +36,12 @@ type mergeHunk struct {
 
 // merge3 merges the changes from base to ours and from base to theirs, line
 // by line, as `git merge-file ours base theirs` does with its defaults
-// (merge style, zealous-alnum level, Myers diff): changes that do not touch
-// merge, identical changes merge, and changes that overlap or are adjacent
-// conflict unless both sides end with the same lines. It returns the merged
-// content when clean; like git, it gives mergeBinary for a binary or huge
-// input.
+// (merge style, zealous-alnum level, Myers diff, no configuration):
+// changes that do not touch merge, identical changes merge, and changes
+// that overlap or are adjacent (no unchanged line between them) conflict,
+// unless both sides turn the region into the same lines. It returns the
+// merged content when clean; like git, it gives mergeBinary when any of
+// the three is binary (a NUL in its first 8000 bytes) or over 1023 MiB.
 func merge3(base, ours, theirs []byte) ([]byte, mergeOutcome, error) {
 	for _, b := range [][]byte{ours, base, theirs} {
 		if len(b) > mergeMaxSize || isBinary(b) {

@@ -118,8 +118,9 @@ func isAncestor(ctx context.Context, sto storer.EncodedObjectStorer, a, b *objec
 	if a.Hash == b.Hash {
 		return true, nil
 	}
-	// Walk down from b by date; nothing older than a can lead to it...
-	// except through clock skew, so walk all and stop at a.
+	// Committer dates may be skewed, so no date bounds the walk: it goes
+	// through b's history until it meets a. It runs only to drop
+	// redundant merge bases, when there are several.
 	seen := map[plumbing.Hash]bool{b.Hash: true}
 	stack := []plumbing.Hash{b.Hash}
 	for n := 0; len(stack) > 0; n++ {
