@@ -23,6 +23,8 @@ type Persister interface {
 	Save(ctx context.Context, snapshot []byte, journalID int64, actions []Action) error
 	// Unsent returns the queued reports not yet posted, oldest first.
 	Unsent(ctx context.Context, limit int) ([]QueuedReport, error)
+	// Posting marks a queued report as being posted, before the post.
+	Posting(ctx context.Context, id int64) error
 	// Sent marks a queued report posted, or, with a non-nil err, records
 	// a failed attempt.
 	Sent(ctx context.Context, id int64, err error) error
@@ -33,6 +35,16 @@ type QueuedReport struct {
 	ID       int64
 	Report   Report
 	Attempts int
+	// Posting is when an earlier post of it began, if one did: it may
+	// have reached the source before its process died.
+	Posting time.Time
+}
+
+// PostedChecker is a Reporter that can tell whether a report whose post
+// began at since reached the source (a message like it, by sluice, no
+// older than since): such a report is not posted again.
+type PostedChecker interface {
+	Posted(ctx context.Context, r Report, since time.Time) (bool, error)
 }
 
 // StateStore is the [Persister] on the SQL store: the state in
@@ -161,7 +173,7 @@ func (s *StateStore) recordBuildset(ctx context.Context, tx *sql.Tx, r RecordBui
 
 // Unsent implements [Persister].
 func (s *StateStore) Unsent(ctx context.Context, limit int) ([]QueuedReport, error) {
-	rows, err := s.db.QueryContext(ctx, s.db.Rebind(`SELECT id, report, attempts FROM pipeline_reports
+	rows, err := s.db.QueryContext(ctx, s.db.Rebind(`SELECT id, report, attempts, posting_at FROM pipeline_reports
 		WHERE sent_at IS NULL ORDER BY id LIMIT ?`), limit)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: unsent reports: %w", err)
@@ -171,15 +183,32 @@ func (s *StateStore) Unsent(ctx context.Context, limit int) ([]QueuedReport, err
 	for rows.Next() {
 		var q QueuedReport
 		var doc string
-		if err := rows.Scan(&q.ID, &doc, &q.Attempts); err != nil {
+		var posting sql.NullInt64
+		if err := rows.Scan(&q.ID, &doc, &q.Attempts, &posting); err != nil {
 			return nil, fmt.Errorf("pipeline: unsent reports: %w", err)
 		}
 		if err := json.Unmarshal([]byte(doc), &q.Report); err != nil {
 			return nil, fmt.Errorf("pipeline: report %d: %w", q.ID, err)
 		}
+		if posting.Valid {
+			q.Posting = time.Unix(0, posting.Int64).UTC()
+		}
 		out = append(out, q)
 	}
 	return out, rows.Err()
+}
+
+// Posting implements [Persister].
+func (s *StateStore) Posting(ctx context.Context, id int64) error {
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE pipeline_reports SET posting_at = ? WHERE id = ? AND posting_at IS NULL`),
+			s.now().UnixNano(), id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("pipeline: mark report %d posting: %w", id, err)
+	}
+	return nil
 }
 
 // Sent implements [Persister].

@@ -299,6 +299,25 @@ func (r *Runner) sendDurable(ctx context.Context) {
 		}
 		failed := false
 		for _, q := range qs {
+			if !q.Posting.IsZero() {
+				// An earlier post began, by a process that stopped: it
+				// may have landed.
+				if pc, ok := r.parts.Reporter.(PostedChecker); ok {
+					if done, err := pc.Posted(ctx, q.Report, q.Posting); err == nil && done {
+						r.log.Info("report posted before a restart", "pipeline", q.Report.Pipeline, "change", q.Report.Change.String())
+						if err := r.parts.Persist.Sent(ctx, q.ID, nil); err != nil {
+							r.log.Error("report", "err", err)
+							failed = true
+							break
+						}
+						continue
+					}
+				}
+			} else if err := r.parts.Persist.Posting(ctx, q.ID); err != nil {
+				r.log.Error("report", "err", err)
+				failed = true
+				break
+			}
 			err := r.parts.Reporter.Report(ctx, q.Report)
 			if ctx.Err() != nil {
 				return

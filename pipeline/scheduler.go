@@ -834,7 +834,7 @@ func (s *Scheduler) params(p *Pipeline, it *Item, bs *Buildset) map[string]strin
 	m["ZUUL_REF"] = "refs/sluice/" + p.Name + "/" + bs.ID
 	m["ZUUL_CHANGE"] = strconv.Itoa(it.Change.Number)
 	m["ZUUL_PATCHSET"] = strconv.Itoa(it.Change.Patchset)
-	m["ZUUL_CHANGE_IDS"] = strings.Join(ids, "^")
+	m["ZUUL_CHANGE_IDS"] = strings.Join(ids, " ") // space-separated, as Zuul v2's launcher writes it
 	// Zuul v2's ZUUL_CHANGES: project:branch:ref of each change, in order.
 	m["ZUUL_CHANGES"] = strings.Join(changes, "^")
 	m["ZUUL_COMMIT"] = bs.Commits[it.Change.Project]

@@ -526,7 +526,7 @@ func TestParams(t *testing.T) {
 	want := map[string]string{
 		"ZUUL_PROJECT": "hello", "ZUUL_BRANCH": "main", "ZUUL_CHANGE": "2", "ZUUL_PATCHSET": "3",
 		"ZUUL_REF": "refs/sluice/gate/" + bs, "ZUUL_URL": "https://sluice.example.org/p", "ZUUL_PIPELINE": "gate",
-		"ZUUL_UUID": bs, "ZUUL_CHANGE_IDS": "1,1^2,3", "ZUUL_COMMIT": "merge-of-2,3",
+		"ZUUL_UUID": bs, "ZUUL_CHANGE_IDS": "1,1 2,3", "ZUUL_COMMIT": "merge-of-2,3",
 	}
 	for k, v := range want {
 		if got[k] != v {

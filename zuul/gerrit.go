@@ -680,3 +680,55 @@ func restSafe(kv []any) []any {
 	}
 	return out
 }
+
+// ChangeMessage is a message on a change: a comment or a review.
+type ChangeMessage struct {
+	Author   Account
+	Date     time.Time
+	Message  string
+	Tag      string
+	Patchset int
+}
+
+// restMessages is the part of a ChangeInfo with o=MESSAGES that Messages
+// reads.
+type restMessages struct {
+	Number   int `json:"_number"`
+	Messages []struct {
+		Author   *restAccount `json:"author"`
+		Date     string       `json:"date"`
+		Message  string       `json:"message"`
+		Tag      string       `json:"tag"`
+		Revision int          `json:"_revision_number"`
+	} `json:"messages"`
+}
+
+// gerritTimeLayout is the form of Gerrit's REST timestamps, in UTC.
+const gerritTimeLayout = "2006-01-02 15:04:05.999999999"
+
+// Messages returns the messages on change number, oldest first.
+func (g *GerritClient) Messages(ctx context.Context, number int) ([]ChangeMessage, error) {
+	if number < 1 {
+		return nil, fmt.Errorf("gerrit %s: change %d: not a change number", g.name, number)
+	}
+	body, err := g.do(ctx, http.MethodGet, "changes/"+strconv.Itoa(number), url.Values{"o": {"MESSAGES", "DETAILED_ACCOUNTS"}}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("gerrit %s: messages of change %d: %w", g.name, number, err)
+	}
+	var rm restMessages
+	if err := json.Unmarshal(stripXSSI(body), &rm); err != nil {
+		return nil, fmt.Errorf("gerrit %s: messages of change %d: %w", g.name, number, err)
+	}
+	if rm.Number != number {
+		return nil, fmt.Errorf("gerrit %s: messages of change %d: answer is change %d", g.name, number, rm.Number)
+	}
+	out := make([]ChangeMessage, 0, len(rm.Messages))
+	for i, m := range rm.Messages {
+		d, err := time.ParseInLocation(gerritTimeLayout, m.Date, time.UTC)
+		if err != nil {
+			return nil, fmt.Errorf("gerrit %s: messages of change %d: message %d: date %q: %w", g.name, number, i, m.Date, err)
+		}
+		out = append(out, ChangeMessage{Author: m.Author.account(), Date: d, Message: m.Message, Tag: m.Tag, Patchset: m.Revision})
+	}
+	return out, nil
+}

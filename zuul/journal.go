@@ -108,3 +108,17 @@ func (j *Journal) Done(ctx context.Context, tx *sql.Tx, id int64) error {
 func (j *Journal) DoneAlone(ctx context.Context, id int64) error {
 	return j.db.Tx(ctx, func(tx *sql.Tx) error { return j.Done(ctx, tx, id) })
 }
+
+// LastReceived returns when the newest event from source was journalled,
+// or the zero time: where a source that was down catches up from.
+func (j *Journal) LastReceived(ctx context.Context, source string) (time.Time, error) {
+	var last sql.NullInt64
+	err := j.db.QueryRowContext(ctx, j.db.Rebind(`SELECT MAX(received_at) FROM events WHERE source = ?`), source).Scan(&last)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("journal: last event from %s: %w", source, err)
+	}
+	if !last.Valid {
+		return time.Time{}, nil
+	}
+	return time.Unix(0, last.Int64).UTC(), nil
+}

@@ -55,7 +55,7 @@ func newGate(ctx context.Context, e *env, opts gateOptions, log *slog.Logger) (*
 	var err error
 	switch {
 	case e.cfg.Gerrit != nil:
-		src, err = gerritSource(e, log)
+		src, err = gerritSource(ctx, e, log)
 	case len(e.cfg.Local.Projects) > 0:
 		src, err = localChangeSource(e)
 	default:
@@ -346,6 +346,26 @@ func (r localReporter) Report(ctx context.Context, rep pipeline.Report) error {
 		return err
 	}
 	return r.l.Review(ctx, rep.Change.Number, rep.Change.Patchset, sluiceAccount, in.Message, in.Labels, in.Tag)
+}
+
+// Posted says whether a report like rep, by sluice, is on the change
+// since a post of it began (see pipeline.PostedChecker).
+func (r localReporter) Posted(ctx context.Context, rep pipeline.Report, since time.Time) (bool, error) {
+	zr := reportOf(rep, rep.Pipeline, rep.Buildset, r.serverURL)
+	in, err := zr.ReviewInput()
+	if err != nil {
+		return false, err
+	}
+	msgs, err := r.l.Messages(ctx, rep.Change.Number)
+	if err != nil {
+		return false, err
+	}
+	for _, m := range msgs {
+		if m.Tag == in.Tag && m.By == sluiceAccount.Username && m.Text == in.Message && !m.At.Before(since.Add(-postedSkew)) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // localSubmitter posts the success votes and merges, as the gate does

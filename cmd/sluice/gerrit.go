@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -108,7 +109,7 @@ type changeSource struct {
 }
 
 // gerritSource is the Gerrit connection as a changeSource.
-func gerritSource(e *env, log *slog.Logger) (*changeSource, error) {
+func gerritSource(ctx context.Context, e *env, log *slog.Logger) (*changeSource, error) {
 	gc := e.cfg.Gerrit
 	pass, err := readSecret("gerrit password", gc.PasswordFile, gc.PasswordEnv)
 	if err != nil {
@@ -125,7 +126,7 @@ func gerritSource(e *env, log *slog.Logger) (*changeSource, error) {
 	cs := &changeSource{
 		name:      "gerrit",
 		query:     gerritQuery{client},
-		reporter:  gerritReporter{c: client, serverURL: e.cfg.Server.URL},
+		reporter:  gerritReporter{c: client, user: gc.User, serverURL: e.cfg.Server.URL},
 		submitter: gerritSubmitter{c: client, serverURL: e.cfg.Server.URL},
 		repoURL:   func(project string) string { return strings.TrimSuffix(gitURL, "/") + "/" + project },
 		projects: func() ([]pipeline.Project, error) {
@@ -139,8 +140,14 @@ func gerritSource(e *env, log *slog.Logger) (*changeSource, error) {
 	}
 	var feeders []zuul.Source
 	if gc.SSH != nil {
+		// After a restart, catch up from the last event journalled: what
+		// Gerrit sent while sluice was down is asked for again.
+		since, err := zuul.NewJournal(e.db).LastReceived(ctx, "gerrit")
+		if err != nil {
+			return nil, err
+		}
 		src, err := zuul.NewSSHSource(zuul.SSHConfig{User: gc.SSH.User, Addr: gc.SSH.Address, KeyFile: gc.SSH.KeyFile,
-			KnownHostsFile: gc.SSH.KnownHosts}, log)
+			KnownHostsFile: gc.SSH.KnownHosts, Since: since}, log)
 		if err != nil {
 			return nil, err
 		}
@@ -188,6 +195,11 @@ func journalEvents(ctx context.Context, j *zuul.Journal, source string, events <
 	}
 }
 
+var (
+	_ pipeline.PostedChecker = gerritReporter{}
+	_ pipeline.PostedChecker = localReporter{}
+)
+
 // gerritQuery is Gerrit's REST query as the scheduler's ChangeQuery.
 type gerritQuery struct{ c *zuul.GerritClient }
 
@@ -206,6 +218,7 @@ func (q gerritQuery) Query(ctx context.Context, query string) ([]zuul.Change, er
 // gerritReporter posts reports as Gerrit reviews.
 type gerritReporter struct {
 	c         *zuul.GerritClient
+	user      string // the account sluice posts as
 	serverURL string
 }
 
@@ -218,6 +231,31 @@ func (r gerritReporter) Report(ctx context.Context, rep pipeline.Report) error {
 	c := rep.Change
 	return r.c.Review(ctx, &c, in)
 }
+
+// Posted says whether a report like rep, by sluice, reached the change
+// since a post of it began (see pipeline.PostedChecker).
+func (r gerritReporter) Posted(ctx context.Context, rep pipeline.Report, since time.Time) (bool, error) {
+	zr := reportOf(rep, rep.Pipeline, rep.Buildset, r.serverURL)
+	in, err := zr.ReviewInput()
+	if err != nil {
+		return false, err
+	}
+	msgs, err := r.c.Messages(ctx, rep.Change.Number)
+	if err != nil {
+		return false, err
+	}
+	for _, m := range msgs {
+		if m.Tag == in.Tag && m.Author.Username == r.user && !m.Date.Before(since.Add(-postedSkew)) &&
+			strings.HasSuffix(strings.TrimRight(m.Message, "\n"), strings.TrimRight(in.Message, "\n")) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// postedSkew is how far Gerrit's clock may be behind sluice's when a
+// report's post is looked for.
+const postedSkew = 2 * time.Second
 
 // gerritSubmitter posts the success votes, then submits.
 type gerritSubmitter struct {
@@ -233,6 +271,9 @@ func (s gerritSubmitter) Submit(ctx context.Context, sub pipeline.Submit) (bool,
 		return false, err
 	}
 	c := sub.Change
+	if cur, err := s.c.Change(ctx, c.Number); err == nil && cur.Status == "MERGED" {
+		return true, nil // a submit sent again after a restart: votes and merge are there
+	}
 	if err := s.c.Review(ctx, &c, in); err != nil {
 		return false, err
 	}

@@ -8,14 +8,16 @@ CREATE TABLE pipeline_state (
     updated_at BIGINT NOT NULL
 );
 
--- Reports (votes, messages) waiting to be posted, in order; sent_at is set
--- once the source took them.
+-- Reports (votes, messages) waiting to be posted, in order; posting_at is
+-- set before a post starts, sent_at once the source took it: a report with
+-- posting_at and no sent_at may have been posted by a process that died.
 CREATE TABLE pipeline_reports (
     id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     report     JSONB NOT NULL,
     created_at BIGINT NOT NULL,
     attempts   INTEGER NOT NULL DEFAULT 0,
     last_error TEXT NOT NULL DEFAULT '',
+    posting_at BIGINT NULL,
     sent_at    BIGINT NULL
 );
 
