@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -30,6 +31,19 @@ type Entry struct {
 // maxSourceName bounds a source's name, as the schema does.
 const maxSourceName = 64
 
+// ErrDuplicateEvent is returned by Append for a synthetic event (made up
+// by a catch-up query) that the journal has already: the same type,
+// change, patchset and account, made within a second of it.
+var ErrDuplicateEvent = errors.New("journal: event journalled already")
+
+// eventKey is what an event is about, for recognising it again.
+func eventKey(ev *Event) string {
+	if ev.Change == nil {
+		return string(ev.Type) + "|" + ev.Project + "|" + ev.RefName + "|" + ev.NewRev
+	}
+	return fmt.Sprintf("%s|%s|%d|%d|%s", ev.Type, ev.Project, ev.Change.Number, ev.Change.Patchset, accountName(ev.Account))
+}
+
 // Append journals ev, from the named source, in tx, and returns its id.
 func (j *Journal) Append(ctx context.Context, tx *sql.Tx, source string, ev *Event) (int64, error) {
 	if source == "" || len(source) > maxSourceName {
@@ -42,9 +56,21 @@ func (j *Journal) Append(ctx context.Context, tx *sql.Tx, source string, ev *Eve
 	if err != nil {
 		return 0, fmt.Errorf("journal: event from %s: %w", source, err)
 	}
+	key, created := eventKey(ev), ev.Created.UnixNano()
+	if ev.Synthetic && !ev.Created.IsZero() {
+		var n int
+		err := tx.QueryRowContext(ctx, j.db.Rebind(`SELECT COUNT(*) FROM events WHERE event_key = ? AND created_at BETWEEN ? AND ?`),
+			key, created-int64(time.Second), created+int64(time.Second)).Scan(&n)
+		if err != nil {
+			return 0, fmt.Errorf("journal: look for %s event from %s: %w", ev.Type, source, err)
+		}
+		if n > 0 {
+			return 0, ErrDuplicateEvent
+		}
+	}
 	var id int64
-	err = tx.QueryRowContext(ctx, j.db.Rebind(`INSERT INTO events (source, type, event, received_at)
-		VALUES (?, ?, ?, ?) RETURNING id`), source, string(ev.Type), string(doc), time.Now().UnixNano()).Scan(&id)
+	err = tx.QueryRowContext(ctx, j.db.Rebind(`INSERT INTO events (source, type, event, received_at, event_key, created_at)
+		VALUES (?, ?, ?, ?, ?, ?) RETURNING id`), source, string(ev.Type), string(doc), time.Now().UnixNano(), key, created).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("journal: append %s event from %s: %w", ev.Type, source, err)
 	}

@@ -79,3 +79,39 @@ func TestJournal(t *testing.T) {
 		})
 	}
 }
+
+// TestJournalSkipsCaughtUpDuplicates: an event a catch-up query made up
+// again is not journalled twice; a new one is.
+func TestJournalSkipsCaughtUpDuplicates(t *testing.T) {
+	t.Parallel()
+	db, err := store.Open(t.Context(), "sqlite://"+filepath.Join(t.TempDir(), "sluice.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	j := NewJournal(db)
+	at := time.Unix(1793620800, 0).UTC()
+	ch := &Change{Project: "hello", Number: 3, Patchset: 1}
+	ev := Event{Type: CommentAdded, Project: "hello", Change: ch, Account: Account{Username: "core"}, Created: at}
+	if _, err := j.AppendOne(t.Context(), "gerrit", &ev); err != nil {
+		t.Fatal(err)
+	}
+	again := ev
+	again.Synthetic, again.Created = true, at.Add(time.Second)
+	if _, err := j.AppendOne(t.Context(), "gerrit", &again); !errors.Is(err, ErrDuplicateEvent) {
+		t.Fatalf("the caught-up copy: %v", err)
+	}
+	later := again
+	later.Created = at.Add(time.Minute)
+	if _, err := j.AppendOne(t.Context(), "gerrit", &later); err != nil {
+		t.Fatalf("a later vote: %v", err)
+	}
+	other := again
+	other.Account = Account{Username: "someone"}
+	if _, err := j.AppendOne(t.Context(), "gerrit", &other); err != nil {
+		t.Fatalf("another account's vote: %v", err)
+	}
+	if p, _ := j.Pending(t.Context(), 10); len(p) != 3 {
+		t.Fatalf("%d pending, want 3", len(p))
+	}
+}

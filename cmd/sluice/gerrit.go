@@ -187,6 +187,10 @@ func journalEvents(ctx context.Context, j *zuul.Journal, source string, events <
 				if ctx.Err() != nil {
 					return nil
 				}
+				if errors.Is(err, zuul.ErrDuplicateEvent) {
+					log.Debug("caught-up event journalled already", "type", ev.Type, "project", ev.Project)
+					continue
+				}
 				// The store is down: the event is lost to sluice, as
 				// it would be if Gerrit had sent it a moment later.
 				log.Error("event not journalled", "type", ev.Type, "project", ev.Project, "err", err)

@@ -10,10 +10,16 @@ CREATE TABLE events (
     type        TEXT NOT NULL,
     event       JSONB NOT NULL,
     received_at BIGINT NOT NULL,
-    done_at     BIGINT NULL
+    done_at     BIGINT NULL,
+    -- what the event is about and when Gerrit made it: an event that a
+    -- catch-up query made up again is known by them and not journalled
+    -- twice.
+    event_key   TEXT NOT NULL DEFAULT '',
+    created_at  BIGINT NOT NULL DEFAULT 0
 );
 
 CREATE INDEX events_pending ON events (done_at, id);
+CREATE INDEX events_key ON events (event_key, created_at);
 
 -- The local source of the embedded default: changes proposed with
 -- `sluice change propose` on local git repositories, kept as Gerrit

@@ -10,10 +10,16 @@ CREATE TABLE events (
     type        TEXT NOT NULL,
     event       TEXT NOT NULL CHECK (json_valid(event)),
     received_at INTEGER NOT NULL,
-    done_at     INTEGER NULL
+    done_at     INTEGER NULL,
+    -- what the event is about and when Gerrit made it: an event that a
+    -- catch-up query made up again is known by them and not journalled
+    -- twice.
+    event_key   TEXT NOT NULL DEFAULT '',
+    created_at  INTEGER NOT NULL DEFAULT 0
 ) STRICT;
 
 CREATE INDEX events_pending ON events (done_at, id);
+CREATE INDEX events_key ON events (event_key, created_at);
 
 -- The local source of the embedded default: changes proposed with
 -- `sluice change propose` on local git repositories, kept as Gerrit
