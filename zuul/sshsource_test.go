@@ -25,6 +25,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sluice-ci/sluice/internal/pkgtest"
 	"github.com/sluice-ci/sluice/zuul"
 	"github.com/sluice-ci/sluice/zuul/gerrittest"
 )
@@ -625,5 +626,104 @@ func TestSSHSourceHostKey(t *testing.T) {
 	}
 	if n := len(srv.Commands()); n != 0 {
 		t.Errorf("%d commands ran", n)
+	}
+}
+
+// gatedGerrit is the fake Gerrit of package gerrittest whose new
+// subscriptions wait while the gate is held: events made meanwhile reach
+// no stream.
+type gatedGerrit struct {
+	*gerrittest.Gerrit
+	mu         sync.Mutex
+	gate       chan struct{} // closed when open
+	subscribed chan struct{}
+}
+
+func (g *gatedGerrit) Subscribe() (<-chan []byte, func()) {
+	g.mu.Lock()
+	gate := g.gate
+	g.mu.Unlock()
+	<-gate
+	lines, cancel := g.Gerrit.Subscribe()
+	g.subscribed <- struct{}{}
+	return lines, cancel
+}
+
+func (g *gatedGerrit) hold() {
+	g.mu.Lock()
+	g.gate = make(chan struct{})
+	g.mu.Unlock()
+}
+
+func (g *gatedGerrit) release() {
+	g.mu.Lock()
+	close(g.gate)
+	g.mu.Unlock()
+}
+
+// TestSSHSourceFakeGerrit runs the source against gerrittest's fake Gerrit
+// (real git repositories, its own events and query answers) behind the
+// fake daemon: live events, then a vote cast while the source is away,
+// which the catch-up brings.
+func TestSSHSourceFakeGerrit(t *testing.T) {
+	t.Parallel()
+	pkgtest.NeedTool(t, "git")
+	signer, _ := newSigner(t)
+	g := &gatedGerrit{Gerrit: gerrittest.NewGerrit(t), gate: make(chan struct{}), subscribed: make(chan struct{}, 4)}
+	close(g.gate)
+	g.CreateProject("rpms/curl", map[string]string{"curl.spec": "Name: curl\n"})
+	srv, err := gerrittest.NewSSHServer(g, signer.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	src, err := zuul.NewSSHSource(zuul.SSHConfig{
+		User: "sluice", Addr: srv.Addr(), Signer: signer, HostKey: srv.HostKey(),
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	out := make(chan zuul.Event)
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx, out) }()
+	<-g.subscribed
+
+	c := g.Upload("rpms/curl", "master", map[string]string{"curl.spec": "Name: curl\nVersion: 8.5.0\n"}, "curl: update to 8.5.0")
+	if ev := receive(t, out); ev.Type != zuul.PatchsetCreated || ev.Change.Key() != c.Key() || ev.Change.Commit != c.Commit || ev.Synthetic {
+		t.Fatalf("live event %+v", ev)
+	}
+	g.Review(c, bob, map[string]int{"Code-Review": 2}, "Looks good.")
+	if ev := receive(t, out); ev.Type != zuul.CommentAdded || ev.Synthetic {
+		t.Fatalf("live event %+v", ev)
+	} else if v, _ := voted(ev, "Code-Review"); v != 2 {
+		t.Errorf("live approvals %+v", ev.Approvals)
+	}
+
+	g.hold()
+	srv.DropConnections()
+	g.Review(c, alice, map[string]int{"Workflow": 1}, "Ship it.")
+	g.release()
+	<-g.subscribed
+	for i := 0; ; i++ {
+		ev := receive(t, out)
+		if !ev.Synthetic {
+			t.Fatalf("live event %+v while catching up", ev)
+		}
+		if w, _ := voted(ev, "Workflow"); w == 1 {
+			if ev.Account.Username != alice.Username || ev.Change.Key() != c.Key() || !strings.HasSuffix(ev.Comment, "Ship it.") {
+				t.Errorf("synthesized vote %+v", ev)
+			}
+			break
+		}
+		if i == 3 {
+			t.Fatal("no Workflow+1 in 4 synthesized events")
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
 	}
 }
