@@ -44,11 +44,18 @@ func treeFiles(t *testing.T, dir string) map[string]string {
 }
 
 // fakeGerrit starts the fake Gerrit with project hello (the hello-sh
-// sample), its SSH daemon, and writes sluice's configuration for it.
-func fakeGerrit(t *testing.T) (*gerrittest.Gerrit, string) {
+// sample) and, with more, lib (the hello-c sample), its SSH daemon, and
+// writes sluice's configuration for it.
+func fakeGerrit(t *testing.T, more ...bool) (*gerrittest.Gerrit, string) {
 	t.Helper()
 	g := gerrittest.NewGerrit(t)
-	g.CreateProject("hello", treeFiles(t, filepath.Join("..", "..", "builder", "testdata", "src", "hello-sh")))
+	samples := filepath.Join("..", "..", "builder", "testdata", "src")
+	g.CreateProject("hello", treeFiles(t, filepath.Join(samples, "hello-sh")))
+	projects := "[hello]"
+	if len(more) > 0 && more[0] {
+		g.CreateProject("lib", treeFiles(t, filepath.Join(samples, "hello-c")))
+		projects = "[hello, lib]"
+	}
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +80,7 @@ func fakeGerrit(t *testing.T) (*gerrittest.Gerrit, string) {
 	conf := filepath.Join(dir, "sluice.yaml")
 	writeTestFile(t, conf, "gerrit:\n  url: "+g.URL+"\n  user: "+g.User+"\n  password_file: "+filepath.Join(dir, "password")+
 		"\n  git_url: file://"+filepath.Dir(g.GitDir("hello"))+
-		"\n  projects: [hello]\n  ssh:\n    address: "+srv.Addr()+"\n    user: sluice\n    key_file: "+filepath.Join(dir, "id_ed25519")+
+		"\n  projects: "+projects+"\n  ssh:\n    address: "+srv.Addr()+"\n    user: sluice\n    key_file: "+filepath.Join(dir, "id_ed25519")+
 		"\n    known_hosts: "+filepath.Join(dir, "known_hosts")+"\npipeline:\n  workers: 3\n")
 	return g, conf
 }
@@ -158,4 +165,101 @@ func TestGateGerrit(t *testing.T) {
 	if merged != 1 {
 		t.Errorf("c's buildsets:\n%s", out)
 	}
+}
+
+// waitMerged waits until change n is merged.
+func waitMerged(t *testing.T, g *gerrittest.Gerrit, n int) {
+	t.Helper()
+	deadline := time.Now().Add(4 * time.Minute)
+	for g.Change(n).Status != "MERGED" {
+		if time.Now().After(deadline) {
+			t.Fatalf("change %d not merged: %+v", n, g.Reviews(n))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestGerritScenarios: recheck; a new patchset superseding the old one;
+// Depends-On across two projects (in check, tested together; in the
+// gate, the dependent waits for its dependency, then both merge in
+// order); a merge conflict in the gate.
+func TestGerritScenarios(t *testing.T) {
+	pkgtest.NeedTool(t, "dpkg-buildpackage")
+	pkgtest.NeedTool(t, "rpmbuild")
+	pkgtest.NeedTool(t, "gcc")
+	g, conf := fakeGerrit(t, true)
+	data := t.TempDir()
+	startServe(t, "--config", conf, "--data-dir", data, "--rpm-nodeps", "--rpm-host-provides", "gcc,make")
+	core := zuul.Account{Name: "Core", Username: "core"}
+	any := func(gerrittest.Review) bool { return true }
+	checkReviews := func(n, ps int) int {
+		k := 0
+		for _, r := range g.Reviews(n) {
+			if r.Tag == zuul.ReportTagPrefix+"check" && r.Patchset == ps {
+				k++
+			}
+		}
+		return k
+	}
+
+	t.Run("recheck", func(t *testing.T) {
+		x := g.Upload("hello", "master", map[string]string{"RECHECK": "1\n"}, "Recheck me")
+		waitReview(t, g, x.Number, "check", 3*time.Minute, any)
+		g.Review(x, core, nil, "recheck")
+		deadline := time.Now().Add(3 * time.Minute)
+		for checkReviews(x.Number, 1) < 2 {
+			if time.Now().After(deadline) {
+				t.Fatalf("no second check report: %+v", g.Reviews(x.Number))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+
+	t.Run("new-patchset", func(t *testing.T) {
+		y := g.Upload("hello", "master", map[string]string{"PS": "1\n"}, "Two patchsets")
+		y2 := g.UploadPatchset(gerrittest.Patchset{Change: y.Number, Files: map[string]string{"PS": "2\n"}, Message: "Two patchsets"})
+		if y2.Patchset != 2 {
+			t.Fatalf("patchset %d", y2.Patchset)
+		}
+		waitReview(t, g, y.Number, "check", 3*time.Minute, func(r gerrittest.Review) bool { return r.Patchset == 2 })
+		time.Sleep(2 * time.Second) // anything left of patchset 1 would report by now
+		if n := checkReviews(y.Number, 1); n != 0 {
+			t.Fatalf("the superseded patchset was reported %d times: %+v", n, g.Reviews(y.Number))
+		}
+	})
+
+	t.Run("depends-on", func(t *testing.T) {
+		l := g.Upload("lib", "master", map[string]string{"NEWS": "lib news\n"}, "Lib change")
+		h := g.Upload("hello", "master", map[string]string{"USES-LIB": "yes\n"}, "Use the lib change\n\nDepends-On: "+l.ChangeID+"\n")
+		waitReview(t, g, h.Number, "check", 3*time.Minute, func(r gerrittest.Review) bool { return r.Labels["Verified"] == 1 })
+		out, err := sluice(t, "results", "list", "--json", "--testcase", "sluice.buildset", "--item", h.Key(), "--data-dir", data, "--config", conf)
+		if err != nil || !strings.Contains(out, `"`+l.String()+`"`) {
+			t.Fatalf("h's check buildset does not hold l: %v\n%s", err, out)
+		}
+		// h approved alone waits for l.
+		g.Review(h, core, map[string]int{"Code-Review": 2, "Workflow": 1}, "")
+		time.Sleep(3 * time.Second)
+		if st := g.Change(h.Number).Status; st != "NEW" {
+			t.Fatalf("h merged before its dependency: %s", st)
+		}
+		g.Review(l, core, map[string]int{"Code-Review": 2, "Workflow": 1}, "")
+		waitMerged(t, g, l.Number)
+		waitMerged(t, g, h.Number)
+	})
+
+	t.Run("conflict", func(t *testing.T) {
+		p := g.Upload("hello", "master", map[string]string{"CLASH": "one\n"}, "Clash one")
+		q := g.Upload("hello", "master", map[string]string{"CLASH": "two\n"}, "Clash two")
+		for _, ch := range []*zuul.Change{p, q} {
+			g.Review(ch, core, map[string]int{"Code-Review": 2, "Workflow": 1}, "")
+		}
+		waitMerged(t, g, p.Number)
+		r := waitReview(t, g, q.Number, "gate", 3*time.Minute, func(r gerrittest.Review) bool { return r.Labels["Verified"] == -2 })
+		if !strings.Contains(r.Message, "could not be merged") {
+			t.Errorf("conflict report: %+v", r)
+		}
+		if st := g.Change(q.Number).Status; st != "NEW" {
+			t.Errorf("the conflicting change is %s", st)
+		}
+	})
 }
