@@ -31,6 +31,7 @@ bench: deps
 	$(GO) run ./internal/cmd/repobench
 	$(GO) run ./internal/cmd/buildbench
 	$(GO) run ./internal/cmd/gatesim
+	$(GO) run ./internal/cmd/gatesim
 
 clean:
 	rm -rf bin $(RUNDIR)

@@ -30,6 +30,7 @@ import (
 type Webhook struct {
 	secret [sha256.Size]byte
 	queue  chan Event
+	sink   func(context.Context, Event) error
 	log    *slog.Logger
 }
 
@@ -39,8 +40,10 @@ const DefaultWebhookQueue = 1024
 // NewWebhook returns a webhook receiver that accepts requests bearing
 // secret (which the caller reads from a file or the environment, never a
 // flag) and keeps up to queue events for Run (DefaultWebhookQueue if
-// queue <= 0).
-func NewWebhook(secret []byte, queue int, log *slog.Logger) (*Webhook, error) {
+// queue <= 0). With a sink, each event is handed to it before the answer
+// instead (the journal: an event is stored before Gerrit is told it was
+// taken), a sink error answers 503, and Run has nothing to send.
+func NewWebhook(secret []byte, queue int, sink func(context.Context, Event) error, log *slog.Logger) (*Webhook, error) {
 	if len(secret) < 16 {
 		return nil, errors.New("gerrit webhook: the secret must be at least 16 bytes")
 	}
@@ -50,7 +53,7 @@ func NewWebhook(secret []byte, queue int, log *slog.Logger) (*Webhook, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Webhook{secret: sha256.Sum256(secret), queue: make(chan Event, queue), log: log}, nil
+	return &Webhook{secret: sha256.Sum256(secret), queue: make(chan Event, queue), sink: sink, log: log}, nil
 }
 
 type webhookAnswer struct {
@@ -114,6 +117,16 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 			a.Field = pe.Field
 		}
 		w.answer(rw, http.StatusBadRequest, a)
+		return
+	}
+	if w.sink != nil {
+		if err := w.sink(r.Context(), ev); err != nil {
+			w.log.Error("gerrit event not stored", "type", ev.Type, "project", ev.Project, "err", err)
+			rw.Header().Set("Retry-After", "5")
+			w.answer(rw, http.StatusServiceUnavailable, webhookAnswer{Error: "event not stored, retry later"})
+			return
+		}
+		w.answer(rw, http.StatusAccepted, webhookAnswer{Status: "stored", Type: string(ev.Type)})
 		return
 	}
 	select {

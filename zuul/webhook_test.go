@@ -3,9 +3,11 @@ package zuul
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -46,7 +48,7 @@ func TestWebhook(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			wh, err := NewWebhook([]byte(testSecret), 4, nil)
+			wh, err := NewWebhook([]byte(testSecret), 4, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -82,7 +84,7 @@ func TestWebhook(t *testing.T) {
 
 func TestWebhookRun(t *testing.T) {
 	t.Parallel()
-	wh, err := NewWebhook([]byte(testSecret), 2, nil)
+	wh, err := NewWebhook([]byte(testSecret), 2, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,8 +139,47 @@ func TestWebhookRun(t *testing.T) {
 func TestNewWebhookSecret(t *testing.T) {
 	t.Parallel()
 	for _, s := range []string{"", "short"} {
-		if _, err := NewWebhook([]byte(s), 0, nil); err == nil {
+		if _, err := NewWebhook([]byte(s), 0, nil, nil); err == nil {
 			t.Errorf("secret %q accepted", s)
 		}
+	}
+}
+
+// TestWebhookSink: with a sink (the journal), an event is answered 202
+// only once the sink took it, and 503 when it could not.
+func TestWebhookSink(t *testing.T) {
+	t.Parallel()
+	var got []Event
+	fail := false
+	wh, err := NewWebhook([]byte(testSecret), 0, func(_ context.Context, ev Event) error {
+		if fail {
+			return errors.New("store down")
+		}
+		got = append(got, ev)
+		return nil
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := os.ReadFile(filepath.Join("testdata", "events", "patchset-created.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func() int {
+		req := httptest.NewRequest("POST", "/webhooks/gerrit", strings.NewReader(string(body)))
+		req.Header.Set("Authorization", "Bearer "+testSecret)
+		rec := httptest.NewRecorder()
+		wh.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	if code := post(); code != http.StatusAccepted || len(got) != 1 || got[0].Type != PatchsetCreated {
+		t.Fatalf("stored: %d, %d events", code, len(got))
+	}
+	fail = true
+	if code := post(); code != http.StatusServiceUnavailable || len(got) != 1 {
+		t.Fatalf("sink down: %d, %d events", code, len(got))
+	}
+	if len(wh.queue) != 0 {
+		t.Fatal("an event went to the queue too")
 	}
 }

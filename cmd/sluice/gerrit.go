@@ -153,17 +153,21 @@ func gerritSource(ctx context.Context, e *env, log *slog.Logger) (*changeSource,
 		}
 		feeders = append(feeders, src)
 	}
-	var hook *zuul.Webhook
 	if gc.WebhookSecretFile != "" {
 		secret, err := readSecret("gerrit webhook secret", gc.WebhookSecretFile, "")
 		if err != nil {
 			return nil, err
 		}
-		if hook, err = zuul.NewWebhook(secret, 0, log); err != nil {
+		// The event is journalled before Gerrit gets its 202.
+		journal := zuul.NewJournal(e.db)
+		hook, err := zuul.NewWebhook(secret, 0, func(ctx context.Context, ev zuul.Event) error {
+			_, err := journal.AppendOne(ctx, "gerrit", &ev)
+			return err
+		}, log)
+		if err != nil {
 			return nil, err
 		}
 		cs.handlers["POST /webhooks/gerrit"] = hook
-		feeders = append(feeders, hook)
 	}
 	cs.start = func(ctx context.Context, g *errgroup.Group, j *zuul.Journal) {
 		events := make(chan zuul.Event, 256)

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
 	"encoding/pem"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -262,4 +264,48 @@ func TestGerritScenarios(t *testing.T) {
 			t.Errorf("the conflicting change is %s", st)
 		}
 	})
+}
+
+// TestGerritWebhook: with the webhooks plugin instead of SSH, an event
+// posted to /webhooks/gerrit is journalled before its 202, and the change
+// is checked.
+func TestGerritWebhook(t *testing.T) {
+	pkgtest.NeedTool(t, "dpkg-buildpackage")
+	pkgtest.NeedTool(t, "rpmbuild")
+	g, conf := fakeGerrit(t)
+	// The same configuration without ssh, with a webhook secret.
+	raw, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(raw)
+	cfg = cfg[:strings.Index(cfg, "  ssh:")] + cfg[strings.Index(cfg, "pipeline:"):]
+	secret := filepath.Join(t.TempDir(), "secret")
+	writeTestFile(t, secret, "webhook-secret-0123456789\n")
+	cfg = strings.Replace(cfg, "gerrit:\n", "gerrit:\n  webhook_secret_file: "+secret+"\n", 1)
+	writeTestFile(t, conf, cfg)
+	base := startServe(t, "--config", conf, "--data-dir", t.TempDir(), "--rpm-nodeps")
+
+	x := g.Upload("hello", "master", map[string]string{"HOOK": "1\n"}, "Via the webhook")
+	evs := g.Events()
+	post := func(token string) int {
+		req, _ := http.NewRequest("POST", base+"/webhooks/gerrit", bytes.NewReader(evs[len(evs)-1]))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("wrong-secret-0123456789"); code != http.StatusUnauthorized {
+		t.Fatalf("a wrong secret: %d", code)
+	}
+	if code := post("webhook-secret-0123456789"); code != http.StatusAccepted {
+		t.Fatalf("the event: %d", code)
+	}
+	r := waitReview(t, g, x.Number, "check", 3*time.Minute, func(gerrittest.Review) bool { return true })
+	if r.Labels["Verified"] != 1 {
+		t.Fatalf("check review %+v", r)
+	}
 }
