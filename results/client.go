@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/sluice-ci/sluice/internal/retryhttp"
 )
 
 // Defaults of a ClientConfig.
@@ -128,42 +130,17 @@ func NewClient(cfg ClientConfig, log *slog.Logger) (*Client, error) {
 	if strings.ContainsAny(cfg.Token, " \t\r\n") {
 		return nil, errors.New("results: client: token contains white space")
 	}
-	if cfg.Timeout < 0 || cfg.RetryWaitMin < 0 || cfg.RetryWaitMax < 0 {
-		return nil, errors.New("results: client: negative timeout or retry wait")
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultClientTimeout
-	}
-	switch {
-	case cfg.RetryMax == 0:
-		cfg.RetryMax = DefaultRetryMax
-	case cfg.RetryMax < 0:
-		cfg.RetryMax = 0
-	}
-	if cfg.RetryWaitMin == 0 {
-		cfg.RetryWaitMin = DefaultRetryWaitMin
-	}
-	if cfg.RetryWaitMax == 0 {
-		cfg.RetryWaitMax = max(DefaultRetryWaitMax, cfg.RetryWaitMin)
-	}
-	if cfg.RetryWaitMax < cfg.RetryWaitMin {
-		return nil, fmt.Errorf("results: client: retry wait max %v is less than min %v", cfg.RetryWaitMax, cfg.RetryWaitMin)
-	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	rc := &retryablehttp.Client{
-		HTTPClient: &http.Client{
-			Transport: http.DefaultTransport.(*http.Transport).Clone(),
-			Timeout:   cfg.Timeout,
-		},
-		Logger:       leveledLog{log.With("resultsdb", base.String())},
-		RetryWaitMin: cfg.RetryWaitMin,
-		RetryWaitMax: cfg.RetryWaitMax,
-		RetryMax:     cfg.RetryMax,
-		CheckRetry:   retryablehttp.DefaultRetryPolicy,
-		Backoff:      cappedBackoff,
-		ErrorHandler: giveUp,
+	rc, err := retryhttp.New(retryhttp.Config{Timeout: cfg.Timeout, RetryMax: cfg.RetryMax, RetryWaitMin: cfg.RetryWaitMin, RetryWaitMax: cfg.RetryWaitMax},
+		retryhttp.Options{
+			Name:        "results: client",
+			Defaults:    retryhttp.Config{Timeout: DefaultClientTimeout, RetryMax: DefaultRetryMax, RetryWaitMin: DefaultRetryWaitMin, RetryWaitMax: DefaultRetryWaitMax},
+			AnswerError: func(resp *http.Response) error { return answerError(resp) },
+		}, log.With("resultsdb", base.String()))
+	if err != nil {
+		return nil, err
 	}
 	return &Client{base: base, name: base.String(), token: cfg.Token, http: rc}, nil
 }
@@ -191,28 +168,6 @@ func clientBaseURL(s string) (*url.URL, error) {
 	}
 	u.Path, u.RawPath = p+"/", ""
 	return u, nil
-}
-
-// cappedBackoff is retryablehttp's back-off, with a server's Retry-After
-// also held to RetryWaitMax, so that a server cannot stall a caller for
-// an hour.
-func cappedBackoff(lo, hi time.Duration, attempt int, resp *http.Response) time.Duration {
-	return min(retryablehttp.DefaultBackoff(lo, hi, attempt, resp), hi)
-}
-
-// giveUp is called when retryablehttp stops: with the last answer, a
-// 5xx or 429, it returns that as an *APIError.
-func giveUp(resp *http.Response, err error, tries int) (*http.Response, error) {
-	if resp != nil {
-		defer resp.Body.Close()
-		if err == nil {
-			err = answerError(resp)
-		}
-	}
-	if err == nil {
-		err = errors.New("no answer")
-	}
-	return nil, fmt.Errorf("giving up after %d attempt(s): %w", tries, err)
 }
 
 // answerError reads the error that resp, not a success, carries: sluice's
@@ -507,30 +462,4 @@ func (c *Client) FindBySluiceID(ctx context.Context, id string) (*Result, error)
 		return nil, fmt.Errorf("resultsdb %s: find %s %q: %w", c.name, SluiceIDKey, id, ErrNotFound)
 	}
 	return &rs[0], nil
-}
-
-// leveledLog gives retryablehttp's log to a slog.Logger. Its failed
-// attempts are warnings: the error that ends a request is returned to the
-// caller, who logs it or not.
-type leveledLog struct{ log *slog.Logger }
-
-var _ retryablehttp.LeveledLogger = leveledLog{}
-
-func (l leveledLog) Error(msg string, kv ...any) { l.log.Warn("resultsdb client: "+msg, safe(kv)...) }
-func (l leveledLog) Warn(msg string, kv ...any)  { l.log.Warn("resultsdb client: "+msg, safe(kv)...) }
-func (l leveledLog) Info(msg string, kv ...any)  { l.log.Info("resultsdb client: "+msg, safe(kv)...) }
-func (l leveledLog) Debug(msg string, kv ...any) { l.log.Debug("resultsdb client: "+msg, safe(kv)...) }
-
-// safe drops the values that would print headers, and so the token:
-// retryablehttp logs none today, and this keeps it so.
-func safe(kv []any) []any {
-	out := make([]any, 0, len(kv))
-	for _, v := range kv {
-		switch v.(type) {
-		case http.Header, *http.Request, *http.Response, *retryablehttp.Request:
-			v = "[omitted]"
-		}
-		out = append(out, v)
-	}
-	return out
 }

@@ -22,6 +22,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/sluice-ci/sluice/internal/retryhttp"
 )
 
 // Defaults of a GerritConfig.
@@ -186,45 +188,21 @@ func NewGerritClient(cfg GerritConfig, log *slog.Logger) (*GerritClient, error) 
 	if strings.ContainsAny(cfg.User, ":\r\n") || strings.ContainsAny(cfg.Password, "\r\n") {
 		return nil, errors.New("gerrit client: user or password holds a colon or a line break")
 	}
-	if cfg.Timeout < 0 || cfg.RetryWaitMin < 0 || cfg.RetryWaitMax < 0 {
-		return nil, errors.New("gerrit client: negative timeout or retry wait")
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultGerritTimeout
-	}
-	switch {
-	case cfg.RetryMax == 0:
-		cfg.RetryMax = DefaultGerritRetryMax
-	case cfg.RetryMax < 0:
-		cfg.RetryMax = 0
-	}
-	if cfg.RetryWaitMin == 0 {
-		cfg.RetryWaitMin = DefaultGerritRetryWaitMin
-	}
-	if cfg.RetryWaitMax == 0 {
-		cfg.RetryWaitMax = max(DefaultGerritRetryWaitMax, cfg.RetryWaitMin)
-	}
-	if cfg.RetryWaitMax < cfg.RetryWaitMin {
-		return nil, fmt.Errorf("gerrit client: retry wait max %v is less than min %v", cfg.RetryWaitMax, cfg.RetryWaitMin)
-	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	rc := &retryablehttp.Client{
-		HTTPClient: &http.Client{
-			Transport: http.DefaultTransport.(*http.Transport).Clone(),
-			Timeout:   cfg.Timeout,
+	rc, err := retryhttp.New(retryhttp.Config{Timeout: cfg.Timeout, RetryMax: cfg.RetryMax, RetryWaitMin: cfg.RetryWaitMin, RetryWaitMax: cfg.RetryWaitMax},
+		retryhttp.Options{
+			Name: "gerrit client",
+			Defaults: retryhttp.Config{Timeout: DefaultGerritTimeout, RetryMax: DefaultGerritRetryMax,
+				RetryWaitMin: DefaultGerritRetryWaitMin, RetryWaitMax: DefaultGerritRetryWaitMax},
+			AnswerError: func(resp *http.Response) error { return restAnswerError(resp) },
 			// A redirect would send the password on; Gerrit does not
 			// redirect its REST API.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		Logger:       restLog{log.With("gerrit", base.String())},
-		RetryWaitMin: cfg.RetryWaitMin,
-		RetryWaitMax: cfg.RetryWaitMax,
-		RetryMax:     cfg.RetryMax,
-		CheckRetry:   retryablehttp.DefaultRetryPolicy,
-		Backoff:      restBackoff,
-		ErrorHandler: restGiveUp,
+			NoRedirects: true,
+		}, log.With("gerrit", base.String()))
+	if err != nil {
+		return nil, err
 	}
 	return &GerritClient{base: base, name: base.String(), user: cfg.User, password: cfg.Password, http: rc}, nil
 }
@@ -248,27 +226,6 @@ func gerritBaseURL(s string) (*url.URL, error) {
 	p = strings.TrimSuffix(p, "/a") // the authenticated prefix, given by mistake
 	u.Path, u.RawPath = p+"/", ""
 	return u, nil
-}
-
-// restBackoff is retryablehttp's back-off with a server's Retry-After
-// held to RetryWaitMax too.
-func restBackoff(lo, hi time.Duration, attempt int, resp *http.Response) time.Duration {
-	return min(retryablehttp.DefaultBackoff(lo, hi, attempt, resp), hi)
-}
-
-// restGiveUp turns the last answer of a request whose retries ran out
-// into a *GerritError.
-func restGiveUp(resp *http.Response, err error, tries int) (*http.Response, error) {
-	if resp != nil {
-		defer resp.Body.Close()
-		if err == nil {
-			err = restAnswerError(resp)
-		}
-	}
-	if err == nil {
-		err = errors.New("no answer")
-	}
-	return nil, fmt.Errorf("giving up after %d attempt(s): %w", tries, err)
 }
 
 func restAnswerError(resp *http.Response) *GerritError {
@@ -654,31 +611,6 @@ func restBranchName(s string) bool {
 
 func restPrintable(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) })
-}
-
-// restLog gives retryablehttp's log to a slog.Logger, failed attempts as
-// warnings: the error that ends a request is returned to the caller.
-type restLog struct{ log *slog.Logger }
-
-var _ retryablehttp.LeveledLogger = restLog{}
-
-func (l restLog) Error(msg string, kv ...any) { l.log.Warn("gerrit client: "+msg, restSafe(kv)...) }
-func (l restLog) Warn(msg string, kv ...any)  { l.log.Warn("gerrit client: "+msg, restSafe(kv)...) }
-func (l restLog) Info(msg string, kv ...any)  { l.log.Info("gerrit client: "+msg, restSafe(kv)...) }
-func (l restLog) Debug(msg string, kv ...any) { l.log.Debug("gerrit client: "+msg, restSafe(kv)...) }
-
-// restSafe drops the values that would print headers, and so the
-// password.
-func restSafe(kv []any) []any {
-	out := make([]any, 0, len(kv))
-	for _, v := range kv {
-		switch v.(type) {
-		case http.Header, *http.Request, *http.Response, *retryablehttp.Request:
-			v = "[omitted]"
-		}
-		out = append(out, v)
-	}
-	return out
 }
 
 // ChangeMessage is a message on a change: a comment or a review.
