@@ -30,11 +30,18 @@
 //
 // results/latest is what Greenwave asks for every gating decision
 // (item=X&type=koji_build&_distinct_on=scenario,...&testcases=...), so its
-// query filters on data first, through the index on result_data (key,
-// value, result_id), which gives the matching result ids without reading
-// the table, and only then ranks the few matching results per testcase and
-// distinct-on values with ROW_NUMBER(). The same SQL text runs on SQLite
-// and PostgreSQL; only the :like operator differs (GLOB in SQLite, which is
-// case-sensitive and can use the index for a prefix; LIKE ... ESCAPE in
-// PostgreSQL, whose indexes use text_pattern_ops for the same reason).
+// query starts from the filter that selects the fewest results: item=X
+// selects a hundred, type=koji_build most of a million, and neither
+// database can tell them apart (SQLite has no statistics; PostgreSQL plans
+// a prepared statement for the average value), so Latest first counts, in
+// one query and up to a thousand, what each filter selects. The smallest
+// gives its result ids from its index, on result_data (key, value,
+// result_id) or results_groups, without reading the table; the other
+// filters are checked on each of those results through the indexes that
+// start with result_id; and only then are the few candidates ranked per
+// testcase and distinct-on values with ROW_NUMBER(). The same SQL text
+// runs on SQLite and PostgreSQL; only the :like operator differs (GLOB in
+// SQLite, which is case-sensitive and can use the index for a prefix;
+// LIKE ... ESCAPE in PostgreSQL, whose indexes use text_pattern_ops for
+// the same reason).
 package results

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -100,11 +101,15 @@ func (s *Store) Latest(ctx context.Context, q Query, distinctOn []string) ([]Res
 		return nil, invalid("_distinct_on", "give at least one filter beside it")
 	}
 	q.Outcomes = nil
-	var w where
-	if err := s.filter(&w, q); err != nil {
+	f, err := s.conditions(q)
+	if err != nil {
 		return nil, err
 	}
-	query, args := latestSQL(w, distinctOn, q.Ascending)
+	st, err := s.start(ctx, f)
+	if err != nil {
+		return nil, fmt.Errorf("results: query latest results: %w", err)
+	}
+	query, args := latestSQL(f, st, distinctOn, q.Ascending)
 	rs, err := s.queryResults(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("results: query latest results: %w", err)
@@ -115,15 +120,108 @@ func (s *Store) Latest(ctx context.Context, q Query, distinctOn []string) ([]Res
 	return rs, nil
 }
 
+// fewResults is how many results a filter may select and still be the
+// one that Latest starts from; past it, the database's planner chooses.
+const fewResults = 1000
+
+// start says where the query of Latest starts.
+type start struct {
+	// drive is the index in filters.ids of the filter whose ids the
+	// query starts from, or -1: from results, through the index that the
+	// database chooses.
+	drive int
+	// few says that the start selects at most fewResults results: the
+	// other filters on ids are then checked on each of them, through the
+	// indexes that start with result_id, and never joined whole.
+	few bool
+}
+
+// start returns where the query of Latest starts: from the filter that
+// selects the fewest results, if it selects at most fewResults: the
+// filter on ids whose ids then come from its index, or the testcase
+// filter, which the index on testcase_name serves. The databases cannot
+// tell which filter is small: SQLite has no statistics (sluice never
+// runs ANALYZE), and PostgreSQL, which has them, plans a statement it has
+// prepared for any value of its parameters after a few runs, with the
+// average selectivity of a data value, whereas item=X selects a hundred
+// results and type=koji_build most of them. So start counts, in one
+// query, the results that each filter selects, up to fewResults+1.
+func (s *Store) start(ctx context.Context, f filters) (start, error) {
+	switch {
+	case len(f.ids) == 0:
+		return start{drive: -1}, nil
+	case len(f.ids) == 1 && f.testcase == nil:
+		// Nothing to choose from.
+		return start{drive: 0, few: true}, nil
+	}
+	limit := ` LIMIT ` + strconv.Itoa(fewResults+1) + `) p)`
+	var counts []string
+	var args []any
+	for _, id := range f.ids {
+		counts = append(counts, `(SELECT COUNT(*) FROM (SELECT 1 FROM `+id.table+` WHERE `+id.cond+limit)
+		args = append(args, id.args...)
+	}
+	if f.testcase != nil {
+		counts = append(counts, `(SELECT COUNT(*) FROM (SELECT 1 FROM results r WHERE `+f.testcase.text+limit)
+		args = append(args, f.testcase.args...)
+	}
+	n := make([]int64, len(counts))
+	dest := make([]any, len(n))
+	for i := range n {
+		dest[i] = &n[i]
+	}
+	if err := s.db.QueryRowContext(ctx, s.db.Rebind(`SELECT `+strings.Join(counts, `, `)), args...).Scan(dest...); err != nil {
+		return start{}, fmt.Errorf("count the results of each filter: %w", err)
+	}
+	st := start{drive: -1}
+	least := int64(fewResults + 1)
+	for i := range n {
+		if n[i] < least {
+			least = n[i]
+			st = start{drive: i, few: true}
+		}
+	}
+	if st.drive == len(f.ids) {
+		// The testcase filter.
+		st.drive = -1
+	}
+	return st, nil
+}
+
 // latestSQL returns the query of Latest: the candidates (the results that
-// w selects, found through the data index first when w filters on data),
-// ranked within each testcase and values of the distinctOn keys, newest
-// first; the first of each rank is the answer.
-func latestSQL(w where, distinctOn []string, ascending bool) (string, []any) {
+// f selects, from where st says), ranked within each testcase and values
+// of the distinctOn keys, newest first; the first of each rank is the
+// answer.
+func latestSQL(f filters, st start, distinctOn []string, ascending bool) (string, []any) {
 	var b strings.Builder
-	args := slices.Clone(w.args)
+	var args []any
 	b.WriteString(`WITH candidates AS (
-	SELECT r.id, r.testcase_name, r.submit_time FROM results r` + w.clause() + `
+	SELECT r.id, r.testcase_name, r.submit_time FROM `)
+	var w where
+	if st.drive >= 0 {
+		// CROSS JOIN keeps SQLite to the order written; PostgreSQL plans
+		// it as any join.
+		d := f.ids[st.drive]
+		b.WriteString(`(SELECT DISTINCT result_id FROM ` + d.table + ` WHERE ` + d.cond + `) drv CROSS JOIN results r`)
+		args = append(args, d.args...)
+		w.add(`r.id = drv.result_id`)
+	} else {
+		b.WriteString(`results r`)
+	}
+	w.conds = append(w.conds, f.rows.conds...)
+	w.args = append(w.args, f.rows.args...)
+	for i, id := range f.ids {
+		switch {
+		case i == st.drive:
+		case st.few:
+			w.add(id.check(), id.args...)
+		default:
+			w.add(id.exists(), id.args...)
+		}
+	}
+	b.WriteString(w.clause())
+	args = append(args, w.args...)
+	b.WriteString(`
 ), ranked AS (
 	SELECT c.id, ROW_NUMBER() OVER (PARTITION BY c.testcase_name`)
 	for i := range distinctOn {
@@ -205,7 +303,68 @@ func (w where) clause() string {
 
 // filter adds to w the conditions of q on the results table, aliased r.
 func (s *Store) filter(w *where, q Query) error {
+	f, err := s.conditions(q)
+	if err != nil {
+		return err
+	}
+	w.conds = append(w.conds, f.rows.conds...)
+	w.args = append(w.args, f.rows.args...)
+	for _, id := range f.ids {
+		w.add(id.in(), id.args...)
+	}
+	return nil
+}
+
+// filters are the conditions of a Query.
+type filters struct {
+	// rows are the conditions on the columns of results r.
+	rows where
+	// testcase is the condition of rows on the testcase, nil without one.
+	testcase *cond
+	// ids are the filters on groups and data.
+	ids []idFilter
+}
+
+// cond is a condition and its arguments.
+type cond struct {
+	text string
+	args []any
+}
+
+// idFilter is a filter that an index answers with the ids of the results
+// it selects, without reading the results table: a data filter or the
+// group filter.
+type idFilter struct {
+	table string // result_data or results_groups, whose result_id names a result
+	cond  string // on table's own columns
+	args  []any
+}
+
+// in returns f as a condition on results r that the planner may start
+// from: the ids, from the index that starts with f's columns.
+func (f idFilter) in() string {
+	return `r.id IN (SELECT result_id FROM ` + f.table + ` WHERE ` + f.cond + `)`
+}
+
+// exists returns f as a condition that the planner may answer either way:
+// from the ids, or checked on each result r.
+func (f idFilter) exists() string {
+	return `EXISTS (SELECT 1 FROM ` + f.table + ` WHERE result_id = r.id AND ` + f.cond + `)`
+}
+
+// check returns f as a condition checked on each result r, through the
+// index that starts with result_id: PostgreSQL turns EXISTS into a join,
+// which it may plan from all the ids, but runs a scalar subquery with a
+// LIMIT for each row.
+func (f idFilter) check() string {
+	return `(SELECT 1 FROM ` + f.table + ` WHERE result_id = r.id AND ` + f.cond + ` LIMIT 1) IS NOT NULL`
+}
+
+// conditions returns the conditions of q.
+func (s *Store) conditions(q Query) (filters, error) {
 	const r = "r"
+	var f filters
+	w := &f.rows
 	if q.Since != nil {
 		w.add(r+`.submit_time >= ?`, nanos(*q.Since))
 	}
@@ -217,15 +376,11 @@ func (s *Store) filter(w *where, q Query) error {
 		for i, o := range q.Outcomes {
 			n, err := s.outcome(o)
 			if err != nil {
-				return err
+				return f, err
 			}
 			os[i] = n
 		}
 		w.add(r+`.outcome IN (`+marks(len(os))+`)`, os...)
-	}
-	if len(q.Groups) > 0 {
-		w.add(r+`.id IN (SELECT result_id FROM results_groups WHERE group_uuid IN (`+marks(len(q.Groups))+`))`,
-			anys(q.Groups)...)
 	}
 	if len(q.Testcases)+len(q.TestcasesLike) > 0 {
 		var alts []string
@@ -238,18 +393,22 @@ func (s *Store) filter(w *where, q Query) error {
 			alts = append(alts, r+`.testcase_name `+s.like())
 			args = append(args, s.pattern(p))
 		}
-		w.add(`(`+strings.Join(alts, ` OR `)+`)`, args...)
+		f.testcase = &cond{text: `(` + strings.Join(alts, ` OR `) + `)`, args: args}
+		w.add(f.testcase.text, args...)
+	}
+	if len(q.Groups) > 0 {
+		f.ids = append(f.ids, idFilter{table: "results_groups", cond: `group_uuid IN (` + marks(len(q.Groups)) + `)`, args: anys(q.Groups)})
 	}
 	for _, d := range q.Data {
 		if d.Key == "" {
-			return invalid("data", "filter without a key")
+			return f, invalid("data", "filter without a key")
 		}
 		if len(d.Values) == 0 {
-			return invalid("data", "filter on %q without values", d.Key)
+			return f, invalid("data", "filter on %q without values", d.Key)
 		}
 		if !d.Like {
-			w.add(r+`.id IN (SELECT result_id FROM result_data WHERE key = ? AND value IN (`+marks(len(d.Values))+`))`,
-				append([]any{d.Key}, anys(d.Values)...)...)
+			f.ids = append(f.ids, idFilter{table: "result_data", cond: `key = ? AND value IN (` + marks(len(d.Values)) + `)`,
+				args: append([]any{d.Key}, anys(d.Values)...)})
 			continue
 		}
 		alts := make([]string, len(d.Values))
@@ -258,9 +417,9 @@ func (s *Store) filter(w *where, q Query) error {
 			alts[i] = `value ` + s.like()
 			args = append(args, s.pattern(v))
 		}
-		w.add(r+`.id IN (SELECT result_id FROM result_data WHERE key = ? AND (`+strings.Join(alts, ` OR `)+`))`, args...)
+		f.ids = append(f.ids, idFilter{table: "result_data", cond: `key = ? AND (` + strings.Join(alts, ` OR `) + `)`, args: args})
 	}
-	return nil
+	return f, nil
 }
 
 // like returns the operator and placeholder that match a column against a
