@@ -32,6 +32,7 @@ bench: deps
 	$(GO) run ./internal/cmd/buildbench
 	$(GO) run ./internal/cmd/gatesim
 	$(GO) run ./internal/cmd/gatesim
+	$(GO) run ./internal/cmd/resultsbench
 
 clean:
 	rm -rf bin $(RUNDIR)
