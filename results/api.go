@@ -42,6 +42,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -98,6 +99,8 @@ type api struct {
 	tokens Tokens
 	events *Events
 	log    *slog.Logger
+	// commits commits the POSTs of results together.
+	commits *groupCommit
 }
 
 // NewAPI returns a handler of the ResultsDB v2.0 API under /api/v2.0/,
@@ -109,7 +112,7 @@ func NewAPI(s *Store, db *store.DB, tokens Tokens, events *Events, log *slog.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &api{s: s, db: db, tokens: tokens, events: events, log: log}
+	a := &api{s: s, db: db, tokens: tokens, events: events, log: log, commits: &groupCommit{db: db}}
 	mux := http.NewServeMux()
 	p := apiPrefix
 	mux.HandleFunc("GET "+p, a.landing)
@@ -1018,19 +1021,21 @@ func (a *api) createResult(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	var id int64
-	err = a.db.Tx(ctx, func(tx *sql.Tx) error {
+	var res Result
+	err = a.commits.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		for _, g := range objects {
 			if err := a.upsertGroup(ctx, tx, g); err != nil {
 				return err
 			}
 		}
-		res := parsed // Create fills it in; a retried transaction starts afresh.
+		res = parsed // Create fills it in; a retried transaction starts afresh.
 		if err := a.s.Create(ctx, tx, &res); err != nil {
 			return err
 		}
-		id = res.ID
-		return nil
+		// The answer is the result as GET returns it: the testcase's
+		// ref_url is the stored one, which this result may not set.
+		return tx.QueryRowContext(ctx, a.db.Rebind(`SELECT ref_url FROM testcases WHERE name = ?`), res.Testcase.Name).
+			Scan(&res.Testcase.RefURL)
 	})
 	if err != nil {
 		a.fail(w, r, "result", err)
@@ -1039,11 +1044,9 @@ func (a *api) createResult(w http.ResponseWriter, r *http.Request) {
 	if a.events != nil {
 		a.events.Notify()
 	}
-	res, err := a.s.Result(ctx, id)
-	if err != nil {
-		a.fail(w, r, "Result", err)
-		return
-	}
+	// As stored: groups sorted once each, data keys with values.
+	res.Groups = slices.Compact(slices.Sorted(slices.Values(res.Groups)))
+	maps.DeleteFunc(res.Data, func(_ string, vs []string) bool { return len(vs) == 0 })
 	a.log.Info("result created", "id", res.ID, "testcase", res.Testcase.Name, "outcome", res.Outcome)
 	writeJSON(w, http.StatusCreated, resultOut(r, res))
 }

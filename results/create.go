@@ -43,7 +43,8 @@ func (s *Store) Create(ctx context.Context, tx *sql.Tx, r *Result) error {
 	// only when the result names one.
 	if _, err := tx.ExecContext(ctx, s.db.Rebind(`
 		INSERT INTO testcases (name, ref_url) VALUES (?, ?)
-		ON CONFLICT (name) DO UPDATE SET ref_url = excluded.ref_url WHERE excluded.ref_url <> ''`),
+		ON CONFLICT (name) DO UPDATE SET ref_url = excluded.ref_url
+		WHERE excluded.ref_url <> '' AND testcases.ref_url <> excluded.ref_url`),
 		tc.Name, tc.RefURL); err != nil {
 		return fmt.Errorf("results: create testcase %q: %w", tc.Name, err)
 	}

@@ -353,12 +353,27 @@ func testEventsReplayInPieces(t *testing.T) {
 	for range 7 {
 		a.postID("tc", nil)
 	}
+	// The tail has handed all seven out: what a new stream gets of them
+	// is replay, not live.
+	deadline := time.Now().Add(eventWait)
+	for {
+		a.events.mu.Lock()
+		f := a.events.frontier
+		a.events.mu.Unlock()
+		if f >= 7 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the tail is at %d, not 7", f)
+		}
+		time.Sleep(time.Millisecond)
+	}
 	// Each connection replays at most 4 (two pages); the client resumes
 	// where the stream ended, as EventSource does.
 	var got []int64
 	conns := 0
 	last := "0"
-	deadline := time.Now().Add(eventWait)
+	deadline = time.Now().Add(eventWait)
 	for len(got) < 7 {
 		conns++
 		s := a.subscribe("", last)

@@ -198,6 +198,12 @@ func (db *DB) txOnce(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.T
 	return nil
 }
 
+// Retryable reports whether err says that the transaction lost a race
+// with another and may succeed when run again, as [DB.Tx] does: a
+// function that runs parts of a transaction in savepoints returns such an
+// error to Tx rather than keep it for itself.
+func (db *DB) Retryable(err error) bool { return db.retryable(err) }
+
 // retryable reports whether err says that the transaction lost a race with
 // another and may succeed when run again.
 func (db *DB) retryable(err error) bool {
