@@ -184,7 +184,8 @@ func (s *stages) build(format string) jobs.StageFunc {
 		if err != nil {
 			return jobs.Result{}, fmt.Errorf("stage build.%s: %w", format, err)
 		}
-		outcome := jobs.Passed
+		outcome, logURL := jobs.Passed, ""
+		link := artifactURL(s.env.cfg.Server.URL)
 		for _, pc := range sp.projects() {
 			own := pc.Project == sp.Project
 			ref := sp.Ref
@@ -211,6 +212,11 @@ func (s *stages) build(format string) jobs.StageFunc {
 				return jobs.Result{}, err
 			}
 			for _, rec := range recs {
+				// The report links the log of the item's own build, or
+				// of the first that failed.
+				if link != nil && rec.Log.SHA256 != "" && (own && logURL == "" || rec.Outcome != builder.Passed && outcome == jobs.Passed) {
+					logURL = link(rec.Log)
+				}
 				switch rec.Outcome {
 				case builder.Passed:
 				case builder.Failed:
@@ -223,7 +229,7 @@ func (s *stages) build(format string) jobs.StageFunc {
 				}
 			}
 		}
-		return jobs.Result{Outcome: outcome}, nil
+		return jobs.Result{Outcome: outcome, LogURL: logURL}, nil
 	}
 }
 

@@ -93,6 +93,9 @@ func TestStagesBuildPublish(t *testing.T) {
 			}
 			t.Fatalf("%s: %+v %v", stage, res, err)
 		}
+		if want := "http://ci.example.org/"; !strings.HasPrefix(res.LogURL, want) {
+			t.Errorf("%s: log URL %q, want one under %s", stage, res.LogURL, want)
+		}
 	}
 	kr, err := os.Open(filepath.Join(data, "keys", "test-signing-key.pub.asc"))
 	if err != nil {
