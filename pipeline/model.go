@@ -189,14 +189,26 @@ type SubmitDone struct {
 	Err      string `json:"err,omitempty"`
 }
 
+// RetriggerStage runs one stage of a buildset again, as a new attempt
+// (`sluice retrigger`), with the stages after it that its failure
+// skipped or cancelled. A buildset that is no longer in a pipeline (it was
+// reported) is not changed: recheck the change instead.
+type RetriggerStage struct {
+	Buildset string `json:"buildset"`
+	Stage    string `json:"stage"`
+	// JournalID is the request's id in the journal, 0 if not journalled.
+	JournalID int64 `json:"-"`
+}
+
 // Tick is a no-op event that makes the scheduler process its queues.
 type Tick struct{}
 
-func (TriggerEvent) event() {}
-func (MergeDone) event()    {}
-func (StageEnded) event()   {}
-func (SubmitDone) event()   {}
-func (Tick) event()         {}
+func (TriggerEvent) event()   {}
+func (MergeDone) event()      {}
+func (StageEnded) event()     {}
+func (SubmitDone) event()     {}
+func (Tick) event()           {}
+func (RetriggerStage) event() {}
 
 // Action is an output of [Scheduler.Handle].
 type Action interface{ action() }

@@ -62,6 +62,8 @@ func (s *Scheduler) Handle(ev Event) []Action {
 		s.stageEnded(e)
 	case SubmitDone:
 		s.submitDone(e)
+	case RetriggerStage:
+		s.retrigger(e)
 	case Tick:
 	}
 	s.process()
@@ -487,6 +489,45 @@ func (s *Scheduler) stageEnded(e StageEnded) {
 	if r.State == Failed {
 		for _, c := range bs.abortAfter(r, s.cfg.project(s.itemProject(bs)).FailFast) {
 			s.emit(CancelStage{Buildset: bs.ID, Stage: c.Stage, Attempt: c.Attempt})
+		}
+	}
+}
+
+// retrigger makes a stage of a buildset still under test pending again,
+// with the stages its end skipped or cancelled; process dispatches them.
+func (s *Scheduler) retrigger(e RetriggerStage) {
+	bs := s.st.Buildsets[e.Buildset]
+	if bs == nil || bs.State != Testing {
+		return
+	}
+	r := bs.run(e.Stage)
+	if r == nil {
+		return
+	}
+	if r.State == Running {
+		s.emit(CancelStage{Buildset: bs.ID, Stage: r.Stage, Attempt: r.Attempt})
+	}
+	r.State = Pending
+	r.Attempts = max(r.Attempts, r.Attempt+s.cfg.project(s.itemProject(bs)).Attempts)
+	// What its failure stopped runs again too.
+	for changed := true; changed; {
+		changed = false
+		for _, o := range bs.Runs {
+			if o.State != Skipped && o.State != Cancelled {
+				continue
+			}
+			for _, n := range o.Needs {
+				if d := bs.run(n); d != nil && d.State == Pending {
+					o.State = Pending
+					changed = true
+					break
+				}
+			}
+		}
+	}
+	if r.Stage == StageInstall {
+		if st := bs.run(StageSystest); st != nil && (st.State == Skipped || st.State == Cancelled) {
+			st.State = Pending
 		}
 	}
 }

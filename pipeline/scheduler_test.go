@@ -614,3 +614,45 @@ func TestConfirmFailures(t *testing.T) {
 		})
 	}
 }
+
+// TestRetrigger runs one stage of a buildset under test again, as a new
+// attempt: the running attempt is cancelled, its outcome ignored; a
+// buildset that is gone is not touched.
+func TestRetrigger(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, defaultConfig(t))
+	w.handle(uploaded(change("p", 1, 1)))
+	w.step() // the merge: the builds are dispatched
+	var bs string
+	for id := range w.s.st.Buildsets {
+		bs = id
+	}
+	if bs == "" {
+		t.Fatal("no buildset")
+	}
+	before := len(w.actions)
+	w.handle(RetriggerStage{Buildset: bs, Stage: "build.deb"})
+	var got []string
+	for _, a := range w.actions[before:] {
+		switch a := a.(type) {
+		case CancelStage:
+			got = append(got, fmt.Sprintf("cancel %s %d", a.Stage, a.Attempt))
+		case DispatchStage:
+			got = append(got, fmt.Sprintf("dispatch %s %d", a.Stage, a.Attempt))
+		}
+	}
+	if want := []string{"cancel build.deb 1", "dispatch build.deb 2"}; !slices.Equal(got, want) {
+		t.Fatalf("retrigger: %v, want %v", got, want)
+	}
+	w.drain()
+	if got := w.reports("check"); !slices.Equal(got, []string{"1:success:Verified=+1"}) {
+		t.Fatalf("reports %v", got)
+	}
+	// Reported and gone: nothing happens.
+	before = len(w.actions)
+	w.handle(RetriggerStage{Buildset: bs, Stage: "build.deb"})
+	w.handle(RetriggerStage{Buildset: "nope", Stage: "build.deb"})
+	if len(w.actions) != before {
+		t.Fatalf("a retrigger of a finished buildset acted: %v", w.actions[before:])
+	}
+}

@@ -91,6 +91,9 @@ const (
 	ChangeAbandoned EventType = "change-abandoned"
 	RefUpdated      EventType = "ref-updated"
 	DraftPublished  EventType = "draft-published"
+	// Retrigger is no Gerrit event: `sluice retrigger` asks to run one
+	// stage of a buildset again (Buildset and Stage say which).
+	Retrigger EventType = "sluice-retrigger"
 )
 
 // Event is one Gerrit event, reduced to what triggers need. Change is nil
@@ -110,6 +113,9 @@ type Event struct {
 	// RefName, OldRev and NewRev describe a ref-updated event; NewRev is
 	// also the merge commit of change-merged.
 	RefName string    `json:"ref_name,omitempty"`
+	// Buildset and Stage name the stage run of a Retrigger.
+	Buildset string `json:"buildset,omitempty"`
+	Stage    string `json:"stage,omitempty"`
 	OldRev  string    `json:"old_rev,omitempty"`
 	NewRev  string    `json:"new_rev,omitempty"`
 	Created time.Time `json:"created"`

@@ -215,3 +215,45 @@ func newChangeCmd(log *slog.Logger) *cobra.Command {
 	cmd.AddCommand(propose, approve, comment, vote, abandon, show)
 	return cmd
 }
+
+// newRetriggerCmd is `sluice retrigger`: one stage of a buildset again.
+func newRetriggerCmd(log *slog.Logger) *cobra.Command {
+	var sf storeFlags
+	var buildset, stage string
+	cmd := &cobra.Command{
+		Use:   "retrigger --buildset UUID --stage NAME",
+		Short: "Run one stage of a buildset again, as a new attempt",
+		Long: "Ask `sluice serve` to run one stage of a buildset again as a new attempt, with the stages\n" +
+			"after it that its failure skipped; a run of it still going is cancelled first. The request is\n" +
+			"journalled in the store and taken by the server; a buildset no longer in a pipeline (it was\n" +
+			"reported) is left alone: comment \"recheck\" on the change to test it again.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			buildset = strings.ToLower(buildset)
+			if !stageUUIDRE.MatchString(buildset) {
+				return fmt.Errorf("retrigger: --buildset %q is not a buildset id", buildset)
+			}
+			if !stageNameRE.MatchString(stage) || len(stage) > 64 {
+				return fmt.Errorf("retrigger: --stage %q is not a stage name (build.deb, publish...)", stage)
+			}
+			e, err := sf.open(cmd, log)
+			if err != nil {
+				return err
+			}
+			defer e.close()
+			id, err := zuul.NewJournal(e.db).AppendOne(cmd.Context(), "sluice",
+				&zuul.Event{Type: zuul.Retrigger, Buildset: buildset, Stage: stage})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "retrigger of %s in buildset %s queued (event %d)\n", stage, buildset, id)
+			return nil
+		},
+	}
+	sf.register(cmd.Flags())
+	cmd.Flags().StringVar(&buildset, "buildset", "", "the buildset (ZUUL_UUID)")
+	cmd.Flags().StringVar(&stage, "stage", "", "the stage: build.deb, build.rpm, publish, release...")
+	cmd.MarkFlagRequired("buildset")
+	cmd.MarkFlagRequired("stage")
+	return cmd
+}

@@ -10,6 +10,9 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/sluice-ci/sluice/store"
+	"github.com/sluice-ci/sluice/zuul"
 )
 
 // commitFile commits file=content on a new branch of the work tree at
@@ -89,5 +92,30 @@ func TestChangeCommands(t *testing.T) {
 	}
 	if _, err := sluice(t, "change", "show", "1", "--data-dir", data); err == nil || !strings.Contains(err.Error(), "local.projects") {
 		t.Errorf("without local projects: %v", err)
+	}
+}
+
+// TestRetriggerCommand journals the request that `sluice serve` takes,
+// and refuses names that are not a buildset or a stage.
+func TestRetriggerCommand(t *testing.T) {
+	data := t.TempDir()
+	const bs = "0f8e2c1a5b7d4e3f9a1b2c3d4e5f6a7b"
+	if out, err := sluice(t, "retrigger", "--buildset", bs, "--stage", "build.deb", "--data-dir", data); err != nil ||
+		!strings.Contains(out, "retrigger of build.deb in buildset "+bs+" queued") {
+		t.Fatalf("retrigger: %v\n%s", err, out)
+	}
+	db, err := store.Open(t.Context(), "sqlite://"+filepath.Join(data, "sluice.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	p, err := zuul.NewJournal(db).Pending(t.Context(), 10)
+	if err != nil || len(p) != 1 || p[0].Event.Type != zuul.Retrigger || p[0].Event.Buildset != bs || p[0].Event.Stage != "build.deb" {
+		t.Fatalf("journal: %+v %v", p, err)
+	}
+	for _, bad := range [][]string{{"--buildset", "../x", "--stage", "build.deb"}, {"--buildset", bs, "--stage", "a b"}, {"--stage", "publish"}} {
+		if out, err := sluice(t, append(append([]string{"retrigger"}, bad...), "--data-dir", data)...); err == nil {
+			t.Errorf("retrigger %v: accepted\n%s", bad, out)
+		}
 	}
 }

@@ -169,6 +169,13 @@ func consumeJournal(ctx context.Context, j *zuul.Journal, r *pipeline.Runner, po
 			if en.ID <= last {
 				continue // handed over already, not yet saved
 			}
+			if en.Event.Type == zuul.Retrigger {
+				if err := r.Deliver(ctx, pipeline.RetriggerStage{Buildset: en.Event.Buildset, Stage: en.Event.Stage, JournalID: en.ID}); err != nil {
+					return nil // stopping
+				}
+				last = en.ID
+				continue
+			}
 			if err := r.Trigger(ctx, en.Event, en.ID); err != nil {
 				if ctx.Err() != nil || errors.Is(err, pipeline.ErrStopped) {
 					return nil
