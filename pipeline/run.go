@@ -164,8 +164,11 @@ func (r *Runner) save(ctx context.Context, ev Event, actions []Action) error {
 		return err
 	}
 	var journalID int64
-	if te, ok := ev.(TriggerEvent); ok {
-		journalID = te.JournalID
+	switch e := ev.(type) {
+	case TriggerEvent:
+		journalID = e.JournalID
+	case RetriggerStage:
+		journalID = e.JournalID
 	}
 	return r.parts.Persist.Save(ctx, snap, journalID, actions)
 }

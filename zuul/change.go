@@ -112,13 +112,13 @@ type Event struct {
 	Comment   string     `json:"comment,omitempty"`
 	// RefName, OldRev and NewRev describe a ref-updated event; NewRev is
 	// also the merge commit of change-merged.
-	RefName string    `json:"ref_name,omitempty"`
+	RefName string `json:"ref_name,omitempty"`
 	// Buildset and Stage name the stage run of a Retrigger.
-	Buildset string `json:"buildset,omitempty"`
-	Stage    string `json:"stage,omitempty"`
-	OldRev  string    `json:"old_rev,omitempty"`
-	NewRev  string    `json:"new_rev,omitempty"`
-	Created time.Time `json:"created"`
+	Buildset string    `json:"buildset,omitempty"`
+	Stage    string    `json:"stage,omitempty"`
+	OldRev   string    `json:"old_rev,omitempty"`
+	NewRev   string    `json:"new_rev,omitempty"`
+	Created  time.Time `json:"created"`
 	// Synthetic marks an event that no Gerrit stream sent: the SSH
 	// source made it up from a query after a reconnection (see
 	// SSHSource). It may repeat one already sent.
