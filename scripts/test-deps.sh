@@ -14,6 +14,8 @@ need=(
   gpgv           # apt's signature check
   postgresql     # the store's tests run against PostgreSQL too (a throwaway cluster)
   xz-utils
+  lintian        # the lint stage
+  rpmlint
   git            # the merger's corpus is checked against git merge; make run commits changes
 )
 

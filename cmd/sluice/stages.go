@@ -7,6 +7,7 @@ package main
 // repositories).
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -34,6 +35,7 @@ type stages struct {
 	env     *env
 	builder *builder.Builder
 	records *builder.Records
+	arts    *builder.Artifacts // where lint keeps its output
 	testKey *repo.Key
 	// releaseKey signs the release repositories.
 	releaseKey *repo.Key
@@ -59,7 +61,11 @@ func newStages(e *env, timeout time.Duration, rpmNoDeps bool, rpmHostProvides []
 	if err != nil {
 		return nil, fmt.Errorf("release repository key: %w", err)
 	}
-	return &stages{env: e, builder: b, records: records, testKey: k, releaseKey: rk, log: log}, nil
+	arts, err := builder.NewArtifacts(filepath.Join(e.dataDir, "artifacts"))
+	if err != nil {
+		return nil, err
+	}
+	return &stages{env: e, builder: b, records: records, arts: arts, testKey: k, releaseKey: rk, log: log}, nil
 }
 
 // funcs are the stage functions by the names the pipeline gives stages.
@@ -69,6 +75,7 @@ func (s *stages) funcs() map[string]jobs.StageFunc {
 		"build.rpm": s.build("rpm"),
 		"publish":   s.publish,
 		"release":   s.release,
+		"lint":      s.lint,
 	}
 }
 
@@ -422,6 +429,85 @@ func (s *stages) release(ctx context.Context, r jobs.Run) (jobs.Result, error) {
 		return jobs.Result{}, err
 	}
 	return jobs.Result{Outcome: outcome}, nil
+}
+
+// lintTimeout bounds one linter's run.
+const lintTimeout = 20 * time.Minute
+
+// lint runs lintian on the Debian packages and rpmlint on the RPMs of the
+// buildset's test repositories (as published: RPMs signed), keeps their
+// output as an artifact and records sluice.lint; an error either finds
+// fails the stage.
+func (s *stages) lint(ctx context.Context, r jobs.Run) (jobs.Result, error) {
+	sp, err := parseStageParams(r.Params)
+	if err != nil {
+		return jobs.Result{}, fmt.Errorf("stage lint: %w", err)
+	}
+	start := time.Now()
+	repoDir := filepath.Join(s.buildsetDir(sp.UUID), "repo")
+	files := map[string][]string{}
+	for tool, glob := range map[string][2]string{"lintian": {"deb", ".deb"}, "rpmlint": {"rpm", ".rpm"}} {
+		root := filepath.Join(repoDir, glob[0])
+		err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if errors.Is(err, os.ErrNotExist) && p == root {
+				return filepath.SkipAll
+			}
+			if err != nil {
+				return err
+			}
+			if d.Type().IsRegular() && strings.HasSuffix(p, glob[1]) && !strings.Contains(p, "/.sluice/") {
+				files[tool] = append(files[tool], p)
+			}
+			return nil
+		})
+		if err != nil {
+			return jobs.Result{}, fmt.Errorf("stage lint: %w", err)
+		}
+		slices.Sort(files[tool])
+	}
+	if len(files) == 0 {
+		return jobs.Result{}, fmt.Errorf("stage lint: no test repository in buildset %s (publish first)", sp.UUID)
+	}
+	home, err := os.MkdirTemp(filepath.Join(s.env.dataDir, "work"), "lint-")
+	if err != nil {
+		return jobs.Result{}, err
+	}
+	defer os.RemoveAll(home)
+	env := []string{"PATH=" + os.Getenv("PATH"), "LC_ALL=C.UTF-8", "HOME=" + home}
+	var out bytes.Buffer
+	var notes []string
+	outcome := jobs.Passed
+	res := stageResult(sp, "lint", r.Attempt, start, "", nil)
+	for _, tool := range []string{"lintian", "rpmlint"} {
+		if len(files[tool]) == 0 {
+			continue
+		}
+		rep, err := builder.Lint(ctx, tool, files[tool], env, lintTimeout)
+		fmt.Fprintf(&out, "$ %s %d packages\n%s\n", tool, len(files[tool]), rep.Output)
+		if err != nil {
+			return jobs.Result{}, err
+		}
+		notes = append(notes, fmt.Sprintf("%s: %d errors, %d warnings", tool, rep.Errors, rep.Warnings))
+		res.Data[tool+"_errors"] = []string{strconv.Itoa(rep.Errors)}
+		res.Data[tool+"_warnings"] = []string{strconv.Itoa(rep.Warnings)}
+		if rep.Errors > 0 {
+			outcome = jobs.Failed
+		}
+	}
+	a, err := s.arts.Put(ctx, &out)
+	if err != nil {
+		return jobs.Result{}, err
+	}
+	res.Outcome, res.Note = outcome, strings.Join(notes, "; ")
+	res.Data["log_sha256"] = []string{a.SHA256}
+	if link := artifactURL(s.env.cfg.Server.URL); link != nil {
+		res.RefURL = link(a)
+		res.Data["log_url"] = []string{res.RefURL}
+	}
+	if err := s.env.db.Tx(ctx, func(tx *sql.Tx) error { return s.env.recorder.Record(ctx, tx, res) }); err != nil {
+		return jobs.Result{}, err
+	}
+	return jobs.Result{Outcome: outcome, LogURL: res.RefURL}, nil
 }
 
 // checkBranchForPath accepts a branch name that is safe as a directory.

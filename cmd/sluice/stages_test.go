@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -109,6 +110,21 @@ func TestStagesBuildPublish(t *testing.T) {
 	for _, f := range []string{"deb", "rpm"} {
 		if problems, err := repo.Verify(t.Context(), filepath.Join(data, "buildsets", uuid, "repo", f), keyring); err != nil || len(problems) > 0 {
 			t.Fatalf("%s test repository: %v %v", f, problems, err)
+		}
+	}
+	// lint: lintian and rpmlint on the published packages; rpmlint's
+	// errors on the sample (no Packager, no Group) fail it.
+	if _, err := exec.LookPath("lintian"); err == nil || os.Getenv("CI") == "true" {
+		pkgtest.NeedTool(t, "lintian")
+		pkgtest.NeedTool(t, "rpmlint")
+		run.Stage = "lint"
+		res, err := funcs["lint"](t.Context(), run)
+		if err != nil || res.Outcome != jobs.Failed || !strings.HasPrefix(res.LogURL, "http://ci.example.org/artifacts/") {
+			t.Fatalf("lint: %+v %v", res, err)
+		}
+		lr, _, err := e.results.Results(t.Context(), results.Query{Testcases: []string{"sluice.lint"}})
+		if err != nil || len(lr) != 1 || lr[0].Data["lintian_errors"][0] != "0" || lr[0].Data["rpmlint_errors"][0] == "0" {
+			t.Fatalf("lint result: %+v %v", lr, err)
 		}
 	}
 	rs, _, err := e.results.Results(t.Context(), results.Query{Groups: []string{uuid}, Limit: 50})
