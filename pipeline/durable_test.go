@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"errors"
-	"path/filepath"
 	"testing"
 
 	"github.com/sluice-ci/sluice/internal/pgtest"
@@ -15,16 +14,10 @@ import (
 // journalled event, on SQLite and PostgreSQL: all or nothing.
 func TestStateStore(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		dsn  func(t *testing.T) string
-	}{
-		{"sqlite", func(t *testing.T) string { return "sqlite://" + filepath.Join(t.TempDir(), "sluice.db") }},
-		{"postgres", func(t *testing.T) string { return pgtest.NewDatabase(t, pgtest.Start(t)) }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
+	for _, tc := range pgtest.Stores {
+		t.Run(tc.Name, func(t *testing.T) {
 			t.Parallel()
-			db, err := store.Open(t.Context(), tc.dsn(t), nil)
+			db, err := store.Open(t.Context(), tc.DSN(t), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"testing"
 
@@ -18,16 +17,10 @@ import (
 // leaves nothing, and the others are not harmed by it.
 func TestGroupCommit(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		dsn  func(t *testing.T) string
-	}{
-		{"sqlite", func(t *testing.T) string { return "sqlite://" + filepath.Join(t.TempDir(), "sluice.db") }},
-		{"postgres", func(t *testing.T) string { return pgtest.NewDatabase(t, pgtest.Start(t)) }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
+	for _, tc := range pgtest.Stores {
+		t.Run(tc.Name, func(t *testing.T) {
 			t.Parallel()
-			db, err := store.Open(t.Context(), tc.dsn(t), nil)
+			db, err := store.Open(t.Context(), tc.DSN(t), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -356,3 +356,19 @@ func (w *logWatch) tail() string {
 	defer w.mu.Unlock()
 	return strings.Join(w.lines, "\n") + string(w.partial)
 }
+
+// Store is one of the two databases sluice's store runs on, for tests
+// that run on both.
+type Store struct {
+	Name string
+	// DSN makes a fresh database for t and returns its DSN.
+	DSN func(t *testing.T) string
+}
+
+// Stores are SQLite (a file in a temporary directory) and PostgreSQL (a
+// fresh database of a throwaway cluster, or a skip naming what is
+// missing, as Start does).
+var Stores = []Store{
+	{"sqlite", func(t *testing.T) string { return "sqlite://" + filepath.Join(t.TempDir(), "sluice.db") }},
+	{"postgres", func(t *testing.T) string { return NewDatabase(t, Start(t)) }},
+}
