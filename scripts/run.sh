@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
-# make run: the main job on the embedded default, end to end on this
-# machine. For now: the sample source packages are committed into local git
-# repositories, built with `sluice stage build` (dpkg-buildpackage and
+# make run, part one: the sample source packages are committed into local
+# git repositories, built with `sluice stage build` (dpkg-buildpackage and
 # rpmbuild; build records under $RUNDIR/build), published into signed APT
 # and RPM repositories, and verified; then it says how to point apt and dnf
-# at them.
+# at them. Part two, the gating engine, is scripts/gate-demo.sh.
 set -euo pipefail
 : "${RUNDIR:?}" "${SLUICE:?}"
 key=$RUNDIR/key
