@@ -138,6 +138,17 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.workers.Add(1)
 	go r.sendOutbox(ctx)
 	defer r.workers.Wait()
+	if r.parts.Persist != nil && len(r.initial) > 0 {
+		// The restored state, with its new attempts and any report it
+		// made, is saved before anything is carried out, as after an
+		// event.
+		if err := r.save(ctx, Tick{}, r.initial); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
 	r.carryOut(ctx, r.initial)
 	r.initial = nil
 	for {
@@ -148,6 +159,9 @@ func (r *Runner) Run(ctx context.Context) error {
 			actions := r.s.Handle(ev)
 			if r.parts.Persist != nil {
 				if err := r.save(ctx, ev, actions); err != nil {
+					if ctx.Err() != nil {
+						return nil // stopping: the event is handled again after the restart
+					}
 					// What was not saved did not happen: stop, and a
 					// restart restores the last saved state.
 					return err

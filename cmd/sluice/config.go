@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -60,6 +61,11 @@ func (l localConfig) Validate() error {
 	for i, p := range l.Projects {
 		if p.Name == "" || p.Path == "" {
 			return fmt.Errorf("local: projects[%d]: name and path are required", i)
+		}
+		if !filepath.IsAbs(p.Path) {
+			// The merger and the builds fetch from it, from other
+			// directories.
+			return fmt.Errorf("local: projects[%d] (%s): path %q is not absolute", i, p.Name, p.Path)
 		}
 		if seen[p.Name] {
 			return fmt.Errorf("local: projects[%d]: %s given twice", i, p.Name)

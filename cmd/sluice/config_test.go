@@ -34,6 +34,7 @@ results:
 		{"no-token", "results:\n  external:\n    url: https://r/\n", "token_file"},
 		{"two-tokens", "results:\n  external:\n    url: https://r/\n    token_env: X\n    token_file: /f\n", "exactly one"},
 		{"bad-outcome", "results:\n  additional_outcomes: [lower]\n", "additional_outcomes"},
+		{"relative-project-path", "local:\n  projects:\n    - name: hello\n      path: src/hello\n", "not absolute"},
 		{"two-documents", "data_dir: /a\n---\ndata_dir: /b\n", "more than one"},
 		{"not-a-map", "- a\n- b\n", "cannot unmarshal"},
 	} {
