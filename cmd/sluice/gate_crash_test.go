@@ -138,6 +138,29 @@ func randomKillPoints(r *rand.Rand) []killPoint {
 	return ps
 }
 
+// killedDataDir is a data directory for servers that get killed: the
+// builds they started run on in their own process groups (sluice kills
+// them only when it is stopped, not killed) and may still write under it
+// for a moment, so it is removed with patience.
+func killedDataDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sluice-killed-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		var err error
+		for range 100 {
+			if err = os.RemoveAll(dir); err == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Errorf("remove %s: %v", dir, err)
+	})
+	return dir
+}
+
 // countReviews counts sluice's reviews of pipeline on change n that vote
 // Verified v.
 func countReviews(g *gerrittest.Gerrit, n int, pipeline string, v int) int {
@@ -152,7 +175,7 @@ func countReviews(g *gerrittest.Gerrit, n int, pipeline string, v int) int {
 
 func gateWithKills(t *testing.T, points []killPoint) {
 	g, conf := fakeGerrit(t)
-	data := t.TempDir()
+	data := killedDataDir(t)
 	log, err := os.Create(filepath.Join(t.TempDir(), "serve.log"))
 	if err != nil {
 		t.Fatal(err)
