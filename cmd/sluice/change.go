@@ -54,12 +54,20 @@ func newChangeCmd(log *slog.Logger) *cobra.Command {
 		}
 		return l, e.close, nil
 	}
-	number := func(s string) (int, error) {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			return 0, fmt.Errorf("change %q: not a change number", s)
+	// onChange is the RunE of a command on change args[0].
+	onChange := func(fn func(cmd *cobra.Command, l *zuul.Local, n int, args []string) error) func(*cobra.Command, []string) error {
+		return func(cmd *cobra.Command, args []string) error {
+			n, err := strconv.Atoi(args[0])
+			if err != nil || n < 1 {
+				return fmt.Errorf("change %q: not a change number", args[0])
+			}
+			l, done, err := open(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			return fn(cmd, l, n, args[1:])
 		}
-		return n, nil
 	}
 
 	var project, rev string
@@ -90,22 +98,13 @@ func newChangeCmd(log *slog.Logger) *cobra.Command {
 			Use:   use,
 			Short: short,
 			Args:  cobra.MinimumNArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				n, err := number(args[0])
+			RunE: onChange(func(cmd *cobra.Command, l *zuul.Local, n int, rest []string) error {
+				votes, msg, err := labels(rest)
 				if err != nil {
 					return err
 				}
-				votes, msg, err := labels(args[1:])
-				if err != nil {
-					return err
-				}
-				l, done, err := open(cmd)
-				if err != nil {
-					return err
-				}
-				defer done()
 				return l.Review(cmd.Context(), n, 0, zuul.Account{Username: as}, msg, votes, "")
-			},
+			}),
 		}
 	}
 	approve := review("approve N", "Vote Code-Review+2 and Workflow+1 on change N (what enters the gate)",
@@ -146,18 +145,9 @@ func newChangeCmd(log *slog.Logger) *cobra.Command {
 		Use:   "abandon N",
 		Short: "Abandon change N",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			n, err := number(args[0])
-			if err != nil {
-				return err
-			}
-			l, done, err := open(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: onChange(func(cmd *cobra.Command, l *zuul.Local, n int, _ []string) error {
 			return l.Abandon(cmd.Context(), n, zuul.Account{Username: as}, reason)
-		},
+		}),
 	}
 	abandon.Flags().StringVar(&reason, "message", "", "why")
 
@@ -166,16 +156,7 @@ func newChangeCmd(log *slog.Logger) *cobra.Command {
 		Use:   "show N [--json]",
 		Short: "Show change N: its patchset, status, votes and the reports on it",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			n, err := number(args[0])
-			if err != nil {
-				return err
-			}
-			l, done, err := open(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: onChange(func(cmd *cobra.Command, l *zuul.Local, n int, _ []string) error {
 			ch, err := l.Change(cmd.Context(), n)
 			if err != nil {
 				return err
@@ -209,7 +190,7 @@ func newChangeCmd(log *slog.Logger) *cobra.Command {
 				}
 			}
 			return nil
-		},
+		}),
 	}
 	show.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.AddCommand(propose, approve, comment, vote, abandon, show)
