@@ -43,7 +43,8 @@ const (
 // its error, or the commit's.
 func (g *groupCommit) do(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
 	if g.db.Dialect() != store.SQLite {
-		return g.db.Tx(ctx, func(tx *sql.Tx) error { return fn(ctx, tx) })
+		// Creating a result only inserts and upserts by unique keys.
+		return g.db.InsertTx(ctx, func(tx *sql.Tx) error { return fn(ctx, tx) })
 	}
 	w := &groupWrite{fn: fn, done: make(chan struct{})}
 	g.mu.Lock()

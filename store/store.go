@@ -153,6 +153,18 @@ func (db *DB) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return db.tx(ctx, db.txOpts, fn)
 }
 
+// InsertTx is Tx for a transaction that only inserts rows and upserts
+// them by a unique key, and reads nothing it decides on: on PostgreSQL it
+// runs at READ COMMITTED, where such writers do not fail each other with
+// serialization errors (ON CONFLICT settles their races), and at
+// SERIALIZABLE, where inserts of the same keys do; on SQLite it is Tx.
+func (db *DB) InsertTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if db.dialect == Postgres {
+		return db.tx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted}, fn)
+	}
+	return db.tx(ctx, db.txOpts, fn)
+}
+
 func (db *DB) tx(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx) error) error {
 	backoff := firstBackoff
 	for attempt := 1; ; attempt++ {
