@@ -40,6 +40,13 @@ type QueuedReport struct {
 	Posting time.Time
 }
 
+// ErrReportRefused is wrapped by a Reporter's error when the source
+// refused the report for good (a 4xx: the change is gone, or closed and
+// the report cannot be posted even without votes): the report is given
+// up at once rather than tried again, which would hold every report
+// behind it.
+var ErrReportRefused = errors.New("pipeline: report refused")
+
 // PostedChecker is a Reporter that can tell whether a report whose post
 // began at since reached the source (a message like it, by sluice, no
 // older than since): such a report is not posted again.

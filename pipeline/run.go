@@ -339,7 +339,7 @@ func (r *Runner) sendDurable(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			if err != nil && q.Attempts+1 < reportAttempts {
+			if err != nil && q.Attempts+1 < reportAttempts && !errors.Is(err, ErrReportRefused) {
 				r.log.Warn("report", "pipeline", q.Report.Pipeline, "change", q.Report.Change.String(), "attempts", q.Attempts+1, "err", err)
 				if err := r.parts.Persist.Sent(ctx, q.ID, err); err != nil {
 					r.log.Error("report", "err", err)

@@ -27,6 +27,10 @@ const LocalSource = "local"
 // ErrNoChange reports a change number the local source does not know.
 var ErrNoChange = errors.New("zuul: no such change")
 
+// ErrVotesClosed reports votes on a change that is merged or abandoned;
+// a message alone is still taken.
+var ErrVotesClosed = errors.New("zuul: votes are closed")
+
 // LocalProject is a project of the local source: a git repository on this
 // machine, and its target branch.
 type LocalProject struct {
@@ -235,7 +239,7 @@ func (l *Local) Review(ctx context.Context, number, patchset int, by Account, me
 			return err
 		}
 		if ch.Status != "NEW" && len(labels) > 0 {
-			return fmt.Errorf("change %d is %s: votes are closed", number, ch.Status)
+			return fmt.Errorf("change %d is %s: %w", number, ch.Status, ErrVotesClosed)
 		}
 		labelsJSON, _ := json.Marshal(labels)
 		if _, err := tx.ExecContext(ctx, l.db.Rebind(`INSERT INTO local_messages

@@ -352,7 +352,15 @@ func (r localReporter) Report(ctx context.Context, rep pipeline.Report) error {
 	if err != nil {
 		return err
 	}
-	return r.l.Review(ctx, rep.Change.Number, rep.Change.Patchset, sluiceAccount, in.Message, in.Labels, in.Tag)
+	err = r.l.Review(ctx, rep.Change.Number, rep.Change.Patchset, sluiceAccount, in.Message, in.Labels, in.Tag)
+	if errors.Is(err, zuul.ErrVotesClosed) {
+		// Votes on a closed change are refused: the message alone.
+		err = r.l.Review(ctx, rep.Change.Number, rep.Change.Patchset, sluiceAccount, in.Message, nil, in.Tag)
+	}
+	if errors.Is(err, zuul.ErrNoChange) {
+		return fmt.Errorf("%w: %w", pipeline.ErrReportRefused, err)
+	}
+	return err
 }
 
 // Posted says whether a report like rep, by sluice, is on the change

@@ -65,7 +65,9 @@ func (p *serverProcess) start() {
 	ln.Close()
 	p.cmd = exec.Command(sluiceBinary(p.t), append([]string{"serve", "--listen", addr}, p.args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own group, to be killed with what it started; and killed if
+	// the test process dies first, so that no server outlives the test.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}

@@ -237,7 +237,16 @@ func (r gerritReporter) Report(ctx context.Context, rep pipeline.Report) error {
 		return err
 	}
 	c := rep.Change
-	return r.c.Review(ctx, &c, in)
+	err = r.c.Review(ctx, &c, in)
+	if ge, ok := errors.AsType[*zuul.GerritError](err); ok && ge.Status == http.StatusConflict && len(in.Labels) > 0 {
+		// Votes on a closed change are refused: the message alone.
+		in.Labels = nil
+		err = r.c.Review(ctx, &c, in)
+	}
+	if ge, ok := errors.AsType[*zuul.GerritError](err); ok && ge.Status >= 400 && ge.Status < 500 && ge.Status != http.StatusTooManyRequests {
+		return fmt.Errorf("%w: %w", pipeline.ErrReportRefused, err)
+	}
+	return err
 }
 
 // Posted says whether a report like rep, by sluice, reached the change

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"io/fs"
 	"net/http"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sluice-ci/sluice/internal/pkgtest"
+	"github.com/sluice-ci/sluice/pipeline"
 	"github.com/sluice-ci/sluice/results"
 	"github.com/sluice-ci/sluice/zuul"
 	"github.com/sluice-ci/sluice/zuul/gerrittest"
@@ -307,5 +309,36 @@ func TestGerritWebhook(t *testing.T) {
 	r := waitReview(t, g, x.Number, "check", 3*time.Minute, func(gerrittest.Review) bool { return true })
 	if r.Labels["Verified"] != 1 {
 		t.Fatalf("check review %+v", r)
+	}
+}
+
+// TestGerritReportOnClosedChange: Gerrit refuses votes on a merged
+// change; the report then goes out as a message alone, and a change
+// Gerrit does not have is a refusal for good.
+func TestGerritReportOnClosedChange(t *testing.T) {
+	g := gerrittest.NewGerrit(t)
+	g.CreateProject("hello", map[string]string{"README": "hi\n"})
+	c := g.Upload("hello", "master", map[string]string{"NEWS": "1\n"}, "News")
+	g.Review(c, zuul.Account{Username: "core"}, map[string]int{"Code-Review": 2, "Verified": 2}, "")
+	if err := g.Submit(c.Number); err != nil {
+		t.Fatal(err)
+	}
+	client, err := zuul.NewGerritClient(zuul.GerritConfig{BaseURL: g.URL, User: g.User, Password: g.Password}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := gerritReporter{c: client, user: g.User}
+	rep := pipeline.Report{Pipeline: "check", Change: *c, Action: "success", Votes: map[string]int{"Verified": 1}}
+	if err := r.Report(t.Context(), rep); err != nil {
+		t.Fatalf("report on a merged change: %v", err)
+	}
+	last := g.Reviews(c.Number)[len(g.Reviews(c.Number))-1]
+	if len(last.Labels) != 0 || !strings.Contains(last.Message, "Build succeeded (check pipeline).") {
+		t.Fatalf("the report: %+v", last)
+	}
+	gone := rep
+	gone.Change.Number = 999
+	if err := r.Report(t.Context(), gone); !errors.Is(err, pipeline.ErrReportRefused) {
+		t.Fatalf("report on a missing change: %v", err)
 	}
 }
