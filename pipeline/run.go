@@ -213,6 +213,9 @@ func (r *Runner) carryOut(ctx context.Context, actions []Action) {
 			})
 		case Submit:
 			r.later(ctx, func() Event {
+				if err := r.reportsSent(ctx, a.Change.Number); err != nil {
+					return SubmitDone{Buildset: a.Buildset, Err: err.Error()}
+				}
 				merged, err := r.parts.Submitter.Submit(ctx, a)
 				sd := SubmitDone{Buildset: a.Buildset, Merged: merged}
 				if err != nil {
@@ -237,6 +240,35 @@ func (r *Runner) carryOut(ctx context.Context, actions []Action) {
 			case r.wake <- struct{}{}:
 			default:
 			}
+		}
+	}
+}
+
+// reportsSent waits until no report on change number waits in the
+// Persister: the submit posts its votes itself, and an older report (a
+// check vote) posted after them would undo them.
+func (r *Runner) reportsSent(ctx context.Context, number int) error {
+	if r.parts.Persist == nil {
+		return nil
+	}
+	for {
+		qs, err := r.parts.Persist.Unsent(ctx, 1000)
+		if err != nil {
+			return err
+		}
+		waiting := false
+		for _, q := range qs {
+			waiting = waiting || q.Report.Change.Number == number
+		}
+		if !waiting {
+			return nil
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
 		}
 	}
 }
