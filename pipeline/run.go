@@ -67,6 +67,10 @@ type Runner struct {
 	// pending actions from Restore, carried out when Run starts
 	initial []Action
 
+	// posting is held by a report's post and by a submit (its votes and
+	// the submit itself), which must not interleave on Gerrit.
+	posting sync.Mutex
+
 	// reports and records go out in order through one goroutine.
 	mu      sync.Mutex
 	outbox  []Action
@@ -216,7 +220,11 @@ func (r *Runner) carryOut(ctx context.Context, actions []Action) {
 				if err := r.reportsSent(ctx, a.Change.Number); err != nil {
 					return SubmitDone{Buildset: a.Buildset, Err: err.Error()}
 				}
+				// No report lands between the submit's votes and the
+				// submit itself.
+				r.posting.Lock()
 				merged, err := r.parts.Submitter.Submit(ctx, a)
+				r.posting.Unlock()
 				sd := SubmitDone{Buildset: a.Buildset, Merged: merged}
 				if err != nil {
 					r.log.Warn("submit", "change", a.Change.String(), "err", err)
@@ -314,7 +322,10 @@ func (r *Runner) sendOutbox(ctx context.Context) {
 		for _, a := range batch {
 			switch a := a.(type) {
 			case Report:
-				if err := r.parts.Reporter.Report(ctx, a); err != nil {
+				r.posting.Lock()
+				err := r.parts.Reporter.Report(ctx, a)
+				r.posting.Unlock()
+				if err != nil {
 					r.log.Error("report", "pipeline", a.Pipeline, "change", a.Change.String(), "action", a.Action, "err", err)
 				}
 			case RecordBuildsetOutcome:
@@ -367,7 +378,9 @@ func (r *Runner) sendDurable(ctx context.Context) {
 				failed = true
 				break
 			}
+			r.posting.Lock()
 			err := r.parts.Reporter.Report(ctx, q.Report)
+			r.posting.Unlock()
 			if ctx.Err() != nil {
 				return
 			}
