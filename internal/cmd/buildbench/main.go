@@ -17,13 +17,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/sluice-ci/sluice/internal/benchmain"
 )
 
 const (
@@ -57,23 +57,9 @@ func main() {
 	flag.Parse()
 	o.samples = strings.Split(*samples, ",")
 	o.formats = strings.Split(*formats, ",")
-	err := o.validate()
-	if err == nil && flag.NArg() > 0 {
-		err = fmt.Errorf("unexpected arguments %q", flag.Args())
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "buildbench: %v\n", err)
-		flag.Usage()
-		os.Exit(2)
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err = run(ctx, o, os.Stdout, log)
-	stop()
-	if err != nil {
-		log.Error("benchmark failed", "err", err)
-		os.Exit(1)
-	}
+	benchmain.Run("buildbench", o.validate, func(ctx context.Context, w io.Writer, log *slog.Logger) error {
+		return run(ctx, o, w, log)
+	})
 }
 
 func (o *options) validate() error {

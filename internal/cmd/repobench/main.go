@@ -13,12 +13,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/sluice-ci/sluice/internal/proc"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -26,7 +24,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluice-ci/sluice/internal/benchmain"
 	"github.com/sluice-ci/sluice/internal/pkgtest"
+	"github.com/sluice-ci/sluice/internal/proc"
 	"github.com/sluice-ci/sluice/repo"
 )
 
@@ -58,23 +58,9 @@ func main() {
 	formats := flag.String("format", "deb,rpm", "formats to measure, comma-separated: deb, rpm")
 	flag.Parse()
 	o.formats = strings.Split(*formats, ",")
-	err := o.validate()
-	if err == nil && flag.NArg() > 0 {
-		err = fmt.Errorf("unexpected arguments %q", flag.Args())
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "repobench: %v\n", err)
-		flag.Usage()
-		os.Exit(2)
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err = run(ctx, o, os.Stdout, log)
-	stop()
-	if err != nil {
-		log.Error("benchmark failed", "err", err)
-		os.Exit(1)
-	}
+	benchmain.Run("repobench", o.validate, func(ctx context.Context, w io.Writer, log *slog.Logger) error {
+		return run(ctx, o, w, log)
+	})
 }
 
 func (o *options) validate() error {

@@ -25,13 +25,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/sluice-ci/sluice/internal/benchmain"
 )
 
 type options struct {
@@ -58,23 +58,9 @@ func main() {
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to `FILE`")
 	flag.Parse()
 	o.dbs = strings.Split(*dbs, ",")
-	err := o.validate()
-	if err == nil && flag.NArg() > 0 {
-		err = fmt.Errorf("unexpected arguments %q", flag.Args())
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "resultsbench: %v\n", err)
-		flag.Usage()
-		os.Exit(2)
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err = run(ctx, o, os.Stdout, log)
-	stop()
-	if err != nil {
-		log.Error("benchmark failed", "err", err)
-		os.Exit(1)
-	}
+	benchmain.Run("resultsbench", o.validate, func(ctx context.Context, w io.Writer, log *slog.Logger) error {
+		return run(ctx, o, w, log)
+	})
 }
 
 func (o *options) validate() error {
