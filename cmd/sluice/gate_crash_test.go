@@ -186,6 +186,7 @@ func gateWithKills(t *testing.T, points []killPoint) {
 	srv := &serverProcess{t: t, args: []string{"--config", conf, "--data-dir", data, "--rpm-nodeps"}, log: log}
 	srv.start()
 	defer func() { srv.kill9() }()
+	waitStream(t, g)
 
 	a := g.Upload("hello", "master", map[string]string{"NEWS": "0.9.1\n"}, "Add NEWS")
 	b := g.Upload("hello", "master", map[string]string{"debian/rules": "#!/usr/bin/make -f\n%:\n\texit 1\n"}, "Break the build")

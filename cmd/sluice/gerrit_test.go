@@ -89,6 +89,19 @@ func fakeGerrit(t *testing.T, more ...bool) (*gerrittest.Gerrit, string) {
 	return g, conf
 }
 
+// waitStream waits until sluice listens to the fake Gerrit's event stream:
+// events made before that would be missed, as with a real Gerrit.
+func waitStream(t *testing.T, g *gerrittest.Gerrit) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for g.Subscribers() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("sluice did not open the event stream")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // waitReview waits for a review of pipeline on change n that ok accepts.
 func waitReview(t *testing.T, g *gerrittest.Gerrit, n int, pipeline string, d time.Duration, ok func(gerrittest.Review) bool) gerrittest.Review {
 	t.Helper()
@@ -116,6 +129,7 @@ func TestGateGerrit(t *testing.T) {
 	g, conf := fakeGerrit(t)
 	data := t.TempDir()
 	startServe(t, "--config", conf, "--data-dir", data, "--rpm-nodeps")
+	waitStream(t, g)
 
 	// check
 	a := g.Upload("hello", "master", map[string]string{"NEWS": "0.9.1\n"}, "Add NEWS")
@@ -194,6 +208,7 @@ func TestGerritScenarios(t *testing.T) {
 	g, conf := fakeGerrit(t, true)
 	data := t.TempDir()
 	startServe(t, "--config", conf, "--data-dir", data, "--rpm-nodeps", "--rpm-host-provides", "gcc,make")
+	waitStream(t, g)
 	core := zuul.Account{Name: "Core", Username: "core"}
 	any := func(gerrittest.Review) bool { return true }
 	checkReviews := func(n, ps int) int {

@@ -1406,6 +1406,14 @@ func (g *Gerrit) Subscribe() (<-chan []byte, func()) {
 	return s.out, s.cancel
 }
 
+// Subscribers says how many event streams are open: a test waits for its
+// client's before it makes the events the client must see.
+func (g *Gerrit) Subscribers() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.subs)
+}
+
 func (s *subscriber) cancel() {
 	s.once.Do(func() {
 		s.g.mu.Lock()
