@@ -34,6 +34,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport/server"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	"github.com/go-git/go-git/v5/storage/filesystem"
+
+	"github.com/sluice-ci/sluice/internal/gitserve"
 )
 
 // ErrRefNotFound reports that the remote has no such ref or commit. The
@@ -655,7 +657,7 @@ func (r *sourceRemote) open() (*sourceSession, error) {
 	}
 	sto := filesystem.NewStorageWithOptions(osfs.New(gitDir), cache.NewObjectLRUDefault(),
 		filesystem.Options{LargeObjectThreshold: sourceLargeObject})
-	sess, err := server.NewClient(sourceRepoLoader{sto}).NewUploadPackSession(r.ep, nil)
+	sess, err := server.NewClient(gitserve.Loader{Storage: sto}).NewUploadPackSession(r.ep, nil)
 	if err != nil {
 		sto.Close()
 		return nil, err
@@ -681,12 +683,6 @@ func localGitDir(p string) (string, error) {
 	}
 	return p, nil
 }
-
-// sourceRepoLoader is a server.Loader that serves one repository whatever the
-// endpoint.
-type sourceRepoLoader struct{ sto storer.Storer }
-
-func (l sourceRepoLoader) Load(*transport.Endpoint) (storer.Storer, error) { return l.sto, nil }
 
 // sourceRef is a validated ref: a full or short ref name, or an object name.
 type sourceRef struct {

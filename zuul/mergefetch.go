@@ -17,12 +17,13 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/sideband"
-	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	"github.com/go-git/go-git/v5/plumbing/transport/server"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	"github.com/go-git/go-git/v5/storage/filesystem"
+
+	"github.com/sluice-ci/sluice/internal/gitserve"
 )
 
 // ErrMergeRefNotFound reports that a project's remote does not have a ref
@@ -98,7 +99,7 @@ func (r *mergeRemote) open() (*mergeSession, error) {
 		return nil, err
 	}
 	sto := filesystem.NewStorage(osfs.New(gitDir), cache.NewObjectLRUDefault())
-	sess, err := server.NewClient(mergeLoader{sto}).NewUploadPackSession(r.ep, nil)
+	sess, err := server.NewClient(gitserve.Loader{Storage: sto}).NewUploadPackSession(r.ep, nil)
 	if err != nil {
 		sto.Close()
 		return nil, err
@@ -132,11 +133,6 @@ func isBareDir(d string) bool {
 	}
 	return true
 }
-
-// mergeLoader is a server.Loader serving one repository.
-type mergeLoader struct{ sto storer.Storer }
-
-func (l mergeLoader) Load(*transport.Endpoint) (storer.Storer, error) { return l.sto, nil }
 
 // fetchRefs asks the remote for the full ref names refs, fetches the
 // objects of those the cache lacks as one pack, and records each ref in the

@@ -206,7 +206,7 @@ func gateWithKills(t *testing.T, points []killPoint) {
 		srv.kill9()
 		srv.start()
 	}
-	deadline := time.Now().Add(5 * time.Minute)
+	deadline := time.Now().Add(2 * time.Minute)
 	for g.Change(a.Number).Status != "MERGED" || g.Change(c.Number).Status != "MERGED" || countReviews(g, b.Number, "gate", -2) == 0 {
 		if time.Now().After(deadline) {
 			out, _ := os.ReadFile(log.Name())
