@@ -17,6 +17,12 @@ need=(
   lintian        # the lint stage
   rpmlint
   git            # the merger's corpus is checked against git merge; make run commits changes
+  mmdebstrap     # prepares the base systems of test environments
+  debootstrap    # the benchmark's reference for a fresh base system
+  iproute2       # ip netns / veth for multi-node system tests
+  rsync          # mirror targets: rsync --daemon on loopback
+  gearman-job-server # gearmand, for distributed stage execution
+  gearman-tools  # the gearman command-line client (Zuul v2-style jobs to a worker)
 )
 
 missing=()

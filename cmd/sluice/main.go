@@ -45,6 +45,14 @@ func newRoot(log *slog.Logger) *cobra.Command {
 		SilenceErrors: true,
 		Version:       version,
 	}
-	root.AddCommand(newKeyCmd(), newRepoCmd(log), newStageCmd(log), newServeCmd(log), newResultsCmd(log), newChangeCmd(log), newRetriggerCmd(log))
+	root.AddCommand(
+		newKeyCmd(),
+		newRepoCmd(log),
+		newStageCmd(log),
+		newServeCmd(log),
+		newResultsCmd(log),
+		newChangeCmd(log),
+		newRetriggerCmd(log),
+	)
 	return root
 }
