@@ -2,12 +2,10 @@ package builder
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -22,20 +20,15 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
-	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/hash"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
-	"github.com/go-git/go-git/v5/plumbing/protocol/packp/sideband"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
-	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
-	"github.com/go-git/go-git/v5/plumbing/transport/server"
-	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 
-	"github.com/sluice-ci/sluice/internal/gitserve"
+	"github.com/sluice-ci/sluice/internal/gitremote"
 )
 
 // ErrRefNotFound reports that the remote has no such ref or commit. The
@@ -135,9 +128,9 @@ func (s *Sources) Checkout(ctx context.Context, project, url, ref, workDir strin
 	if err != nil {
 		return nil, fmt.Errorf("source %s: ref %q: %w", project, ref, err)
 	}
-	rem, err := parseSourceURL(url)
+	rem, err := gitremote.ParseURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("source %s: url %q: %w", project, redactURL(url), err)
+		return nil, fmt.Errorf("source %s: url %q: %w", project, gitremote.Redact(url), err)
 	}
 	name := sourceCacheName(project)
 
@@ -173,7 +166,7 @@ type sourceResolved struct {
 
 // sync brings the commit for want into the cache, under the project's lock,
 // and returns the cache opened for reading.
-func (s *Sources) sync(ctx context.Context, name string, rem *sourceRemote, want sourceRef) (*filesystem.Storage, sourceResolved, error) {
+func (s *Sources) sync(ctx context.Context, name string, rem *gitremote.Remote, want sourceRef) (*filesystem.Storage, sourceResolved, error) {
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return nil, sourceResolved{}, err
 	}
@@ -313,7 +306,7 @@ func cleanTempPacks(gitDir string) {
 type sourceFetcher struct {
 	s     *Sources
 	cache *filesystem.Storage
-	rem   *sourceRemote
+	rem   *gitremote.Remote
 }
 
 // commit makes sure the cache has commit h. It contacts the remote only when
@@ -322,7 +315,7 @@ type sourceFetcher struct {
 // allows that.
 func (f *sourceFetcher) commit(ctx context.Context, h plumbing.Hash) (sourceResolved, error) {
 	res := sourceResolved{ref: h.String()}
-	if c, err := peelCommit(f.cache, h); err == nil {
+	if c, err := gitremote.PeelCommit(f.cache, h); err == nil {
 		res.commit = c
 		return res, nil
 	} else if !errors.Is(err, plumbing.ErrObjectNotFound) {
@@ -335,7 +328,7 @@ func (f *sourceFetcher) commit(ctx context.Context, h plumbing.Hash) (sourceReso
 	}
 	defer func() { // up changes below
 		if up != nil {
-			up.close()
+			up.Close()
 		}
 	}()
 
@@ -362,10 +355,10 @@ func (f *sourceFetcher) commit(ctx context.Context, h plumbing.Hash) (sourceReso
 			}
 		}
 	}
-	if !f.has(h) && (up.local || ar.Capabilities.Supports(capability.AllowReachableSHA1InWant) ||
+	if !f.has(h) && (up.Local || ar.Capabilities.Supports(capability.AllowReachableSHA1InWant) ||
 		ar.Capabilities.Supports(capability.AllowTipSHA1InWant)) {
 		// An upload-pack session serves one pack: ask again on a new one.
-		up.close()
+		up.Close()
 		up, ar, err = f.open(ctx)
 		if err != nil {
 			return res, err
@@ -381,7 +374,7 @@ func (f *sourceFetcher) commit(ctx context.Context, h plumbing.Hash) (sourceReso
 	if !f.has(h) {
 		return res, fmt.Errorf("%w: commit %s is not on any branch or tag", ErrRefNotFound, h)
 	}
-	res.commit, err = peelCommit(f.cache, h)
+	res.commit, err = gitremote.PeelCommit(f.cache, h)
 	return res, err
 }
 
@@ -393,7 +386,7 @@ func (f *sourceFetcher) ref(ctx context.Context, want sourceRef) (sourceResolved
 	if err != nil {
 		return sourceResolved{}, err
 	}
-	defer up.close()
+	defer up.Close()
 
 	var name plumbing.ReferenceName
 	var target plumbing.Hash
@@ -423,7 +416,7 @@ func (f *sourceFetcher) ref(ctx context.Context, want sourceRef) (sourceResolved
 		}
 		res.fetched = true
 	}
-	res.commit, err = peelCommit(f.cache, target)
+	res.commit, err = gitremote.PeelCommit(f.cache, target)
 	if err != nil {
 		return res, fmt.Errorf("ref %s: %w", name, err)
 	}
@@ -440,21 +433,21 @@ func (f *sourceFetcher) has(h plumbing.Hash) bool {
 
 // open opens an upload-pack session with the remote and reads what it
 // advertises.
-func (f *sourceFetcher) open(ctx context.Context) (*sourceSession, *packp.AdvRefs, error) {
+func (f *sourceFetcher) open(ctx context.Context) (*gitremote.Session, *packp.AdvRefs, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
-	up, err := f.rem.open()
+	up, err := f.rem.Open(filesystem.Options{LargeObjectThreshold: sourceLargeObject})
 	if err != nil {
 		return nil, nil, err
 	}
 	f.s.sessions.Add(1)
-	ar, err := up.sess.AdvertisedReferencesContext(ctx)
+	ar, err := up.AdvertisedReferences(ctx)
 	if errors.Is(err, transport.ErrEmptyRemoteRepository) {
 		err = fmt.Errorf("%w: %w", ErrRefNotFound, err)
 	}
 	if err != nil {
-		up.close()
+		up.Close()
 		return nil, nil, err
 	}
 	return up, ar, nil
@@ -462,226 +455,15 @@ func (f *sourceFetcher) open(ctx context.Context) (*sourceSession, *packp.AdvRef
 
 // pack fetches the objects reachable from wants that are not reachable from
 // the cache's refs, as one pack, and stores it in the cache.
-func (f *sourceFetcher) pack(ctx context.Context, up *sourceSession, ar *packp.AdvRefs, wants []plumbing.Hash) error {
-	req := packp.NewUploadPackRequestFromCapabilities(ar.Capabilities)
-	// go-git indexes a received pack without looking into the cache, so
-	// it cannot resolve the deltas of a thin pack.
-	req.Capabilities.Delete(capability.ThinPack)
-	if ar.Capabilities.Supports(capability.NoProgress) {
-		if err := req.Capabilities.Set(capability.NoProgress); err != nil {
-			return err
-		}
-	}
-	req.Wants = wants
-	haves, err := f.haves(up)
+func (f *sourceFetcher) pack(ctx context.Context, up *gitremote.Session, ar *packp.AdvRefs, wants []plumbing.Hash) error {
+	objects, haves, err := up.Fetch(ctx, f.cache, ar, wants)
 	if err != nil {
-		return err
-	}
-	req.Haves = haves
-
-	resp, err := up.sess.UploadPack(ctx, req)
-	if err != nil {
-		return err
-	}
-	defer resp.Close()
-	var r io.Reader = resp
-	switch {
-	case req.Capabilities.Supports(capability.Sideband64k):
-		r = sideband.NewDemuxer(sideband.Sideband64k, resp)
-	case req.Capabilities.Supports(capability.Sideband):
-		r = sideband.NewDemuxer(sideband.Sideband, resp)
-	}
-	hr := &sourcePackHeader{r: r}
-	if err := packfile.UpdateObjectStorage(f.cache, hr); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
 		return err
 	}
 	f.s.packs.Add(1)
-	f.s.objects.Add(int64(hr.objects()))
-	f.s.log.Info("source fetched", "url", f.rem.url, "wants", len(wants), "haves", len(haves), "objects", hr.objects())
+	f.s.objects.Add(int64(objects))
+	f.s.log.Info("source fetched", "url", f.rem.URL, "wants", len(wants), "haves", haves, "objects", objects)
 	return nil
-}
-
-// haves lists the tips of the cache's refs. A git server ignores the ones it
-// does not know; go-git's in-process one fails on them, so for a local
-// remote only those it has are sent.
-func (f *sourceFetcher) haves(up *sourceSession) ([]plumbing.Hash, error) {
-	iter, err := f.cache.IterReferences()
-	if err != nil {
-		return nil, err
-	}
-	seen := make(map[plumbing.Hash]bool)
-	var haves []plumbing.Hash
-	err = iter.ForEach(func(r *plumbing.Reference) error {
-		h := r.Hash()
-		if r.Type() != plumbing.HashReference || seen[h] || !f.has(h) {
-			return nil
-		}
-		seen[h] = true
-		if up.has == nil || up.has(h) {
-			haves = append(haves, h)
-		}
-		return nil
-	})
-	return haves, err
-}
-
-// sourcePackHeader passes a pack through and keeps its 12-byte header, which
-// holds the number of objects.
-type sourcePackHeader struct {
-	r   io.Reader
-	hdr [12]byte
-	n   int
-}
-
-func (p *sourcePackHeader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	if p.n < len(p.hdr) {
-		p.n += copy(p.hdr[p.n:], b[:n])
-	}
-	return n, err
-}
-
-func (p *sourcePackHeader) objects() int {
-	if p.n < len(p.hdr) || string(p.hdr[:4]) != "PACK" {
-		return 0
-	}
-	return int(binary.BigEndian.Uint32(p.hdr[8:]))
-}
-
-// peelCommit follows annotated tags from h down to a commit.
-func peelCommit(sto storer.EncodedObjectStorer, h plumbing.Hash) (*object.Commit, error) {
-	for range 16 {
-		o, err := sto.EncodedObject(plumbing.AnyObject, h)
-		if err != nil {
-			return nil, err
-		}
-		switch o.Type() {
-		case plumbing.CommitObject:
-			return object.DecodeCommit(sto, o)
-		case plumbing.TagObject:
-			t, err := object.DecodeTag(sto, o)
-			if err != nil {
-				return nil, err
-			}
-			h = t.Target
-		default:
-			return nil, fmt.Errorf("object %s is a %s, not a commit", h, o.Type())
-		}
-	}
-	return nil, fmt.Errorf("object %s: tags nested too deep", h)
-}
-
-// sourceRemote is a validated repository URL.
-type sourceRemote struct {
-	url  string
-	ep   *transport.Endpoint
-	path string // for a local repository: its directory
-}
-
-// sourceSession is one upload-pack session.
-type sourceSession struct {
-	sess  transport.UploadPackSession
-	local bool
-	// has tells whether a local remote has an object; nil for others.
-	has   func(plumbing.Hash) bool
-	close func()
-}
-
-func parseSourceURL(raw string) (*sourceRemote, error) {
-	switch {
-	case strings.HasPrefix(raw, "/"):
-		p := filepath.Clean(raw)
-		return &sourceRemote{url: raw, path: p, ep: &transport.Endpoint{Protocol: "file", Path: p}}, nil
-	case strings.HasPrefix(raw, "file://"):
-		u, err := url.Parse(raw)
-		if err != nil {
-			return nil, err
-		}
-		if u.Host != "" && u.Host != "localhost" {
-			return nil, errors.New("a file URL names no host")
-		}
-		if u.User != nil || u.RawQuery != "" || u.Fragment != "" || !filepath.IsAbs(u.Path) {
-			return nil, errors.New("a file URL is file:///absolute/path")
-		}
-		p := filepath.Clean(u.Path)
-		return &sourceRemote{url: raw, path: p, ep: &transport.Endpoint{Protocol: "file", Path: p}}, nil
-	case strings.HasPrefix(raw, "https://"), strings.HasPrefix(raw, "ssh://"):
-		ep, err := transport.NewEndpoint(raw)
-		if err != nil {
-			return nil, err
-		}
-		if ep.Password != "" || (ep.Protocol == "https" && ep.User != "") {
-			return nil, errors.New("credentials in the URL are not accepted")
-		}
-		if ep.Host == "" {
-			return nil, errors.New("no host")
-		}
-		return &sourceRemote{url: raw, ep: ep}, nil
-	}
-	return nil, errors.New("want a file://, https:// or ssh:// URL, or an absolute path")
-}
-
-// redactURL hides a password in raw, for messages.
-func redactURL(raw string) string {
-	if u, err := url.Parse(raw); err == nil && u.User != nil {
-		return u.Redacted()
-	}
-	return raw
-}
-
-// open starts an upload-pack session. No credentials are given: https is
-// anonymous, and ssh uses go-git's default (the ssh agent).
-func (r *sourceRemote) open() (*sourceSession, error) {
-	switch r.ep.Protocol {
-	case "https":
-		sess, err := githttp.DefaultClient.NewUploadPackSession(r.ep, nil)
-		if err != nil {
-			return nil, err
-		}
-		return &sourceSession{sess: sess, close: func() { sess.Close() }}, nil
-	case "ssh":
-		sess, err := gitssh.DefaultClient.NewUploadPackSession(r.ep, nil)
-		if err != nil {
-			return nil, err
-		}
-		return &sourceSession{sess: sess, close: func() { sess.Close() }}, nil
-	}
-	// go-git's file transport runs git-upload-pack; its server package
-	// serves the same protocol in process.
-	gitDir, err := localGitDir(r.path)
-	if err != nil {
-		return nil, err
-	}
-	sto := filesystem.NewStorageWithOptions(osfs.New(gitDir), cache.NewObjectLRUDefault(),
-		filesystem.Options{LargeObjectThreshold: sourceLargeObject})
-	sess, err := server.NewClient(gitserve.Loader{Storage: sto}).NewUploadPackSession(r.ep, nil)
-	if err != nil {
-		sto.Close()
-		return nil, err
-	}
-	return &sourceSession{
-		sess:  sess,
-		local: true,
-		has:   func(h plumbing.Hash) bool { return sto.HasEncodedObject(h) == nil },
-		close: func() { sess.Close(); sto.Close() },
-	}, nil
-}
-
-// localGitDir finds the git directory of the repository at p: p/.git, or p
-// itself when it is bare.
-func localGitDir(p string) (string, error) {
-	if fi, err := os.Stat(filepath.Join(p, ".git")); err == nil && fi.IsDir() {
-		return filepath.Join(p, ".git"), nil
-	}
-	for _, n := range []string{"HEAD", "objects", "refs"} {
-		if _, err := os.Stat(filepath.Join(p, n)); err != nil {
-			return "", transport.ErrRepositoryNotFound
-		}
-	}
-	return p, nil
 }
 
 // sourceRef is a validated ref: a full or short ref name, or an object name.

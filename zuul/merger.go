@@ -19,6 +19,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/storage/filesystem"
+
+	"github.com/sluice-ci/sluice/internal/gitremote"
 )
 
 // MergerName and MergerEmail are the author and committer of the merge
@@ -284,7 +286,7 @@ func checkMergeItem(it MergeItem) error {
 	if (it.Change > 0) != (it.Patchset > 0) || it.Change < 0 || it.Patchset < 0 {
 		return fmt.Errorf("change %d, patchset %d: want both positive, or both 0", it.Change, it.Patchset)
 	}
-	if _, err := parseMergeURL(it.URL); err != nil {
+	if _, err := gitremote.ParseURL(it.URL); err != nil {
 		return fmt.Errorf("url %q: %w", redactMergeURL(it.URL), err)
 	}
 	return nil
@@ -336,7 +338,7 @@ func redactMergeURL(raw string) string {
 // mergeChain fetches and merges the items of one project, under its lock,
 // and returns the last commit. It sets no ref but the fetched ones.
 func (m *Merger) mergeChain(ctx context.Context, req MergeRequest, ch mergeChain) (plumbing.Hash, error) {
-	rem, err := parseMergeURL(ch.url)
+	rem, err := gitremote.ParseURL(ch.url)
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}
@@ -356,7 +358,7 @@ func (m *Merger) mergeChain(ctx context.Context, req MergeRequest, ch mergeChain
 			m.cleanTempPacks(ch.project)
 			return fmt.Errorf("merger %s: fetch from %s: %w", ch.project, redactMergeURL(ch.url), err)
 		}
-		cur, err := peelToCommit(sto, got[branchRef])
+		cur, err := gitremote.PeelCommit(sto, got[branchRef])
 		if err != nil {
 			return fmt.Errorf("merger %s: branch %s: %w", ch.project, ch.branch, err)
 		}
@@ -369,7 +371,7 @@ func (m *Merger) mergeChain(ctx context.Context, req MergeRequest, ch mergeChain
 			case it.Commit != "":
 				h = plumbing.NewHash(it.Commit)
 			}
-			c, err := peelToCommit(sto, h)
+			c, err := gitremote.PeelCommit(sto, h)
 			if err != nil {
 				return fmt.Errorf("merger %s: %s: %w", it, it.Ref, err)
 			}
@@ -457,29 +459,6 @@ func (m *Merger) mergeOne(ctx context.Context, sto *filesystem.Storage, cur, c *
 	return object.GetCommit(sto, h)
 }
 
-// peelToCommit follows annotated tags from h down to a commit.
-func peelToCommit(sto *filesystem.Storage, h plumbing.Hash) (*object.Commit, error) {
-	for range 16 {
-		o, err := sto.EncodedObject(plumbing.AnyObject, h)
-		if err != nil {
-			return nil, err
-		}
-		switch o.Type() {
-		case plumbing.CommitObject:
-			return object.DecodeCommit(sto, o)
-		case plumbing.TagObject:
-			t, err := object.DecodeTag(sto, o)
-			if err != nil {
-				return nil, err
-			}
-			h = t.Target
-		default:
-			return nil, fmt.Errorf("object %s is a %s, not a commit", h, o.Type())
-		}
-	}
-	return nil, fmt.Errorf("object %s: tags nested too deep", h)
-}
-
 // setRef points ref at h in project's repository.
 func (m *Merger) setRef(ctx context.Context, project, ref string, h plumbing.Hash) error {
 	return m.withRepo(ctx, project, func(sto *filesystem.Storage) error {
@@ -548,7 +527,7 @@ func (m *Merger) projects() ([]string, error) {
 			return nil
 		}
 		if strings.HasSuffix(d.Name(), ".git") {
-			if isBareDir(p) {
+			if gitremote.IsBare(p) {
 				rel, err := filepath.Rel(m.dir, p)
 				if err != nil {
 					return err
@@ -580,7 +559,7 @@ func (m *Merger) withRepo(ctx context.Context, project string, f func(*filesyste
 		return err
 	}
 	defer unlock()
-	if !isBareDir(gitDir) {
+	if !gitremote.IsBare(gitDir) {
 		if err := initBare(gitDir); err != nil {
 			return err
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 
+	"github.com/sluice-ci/sluice/internal/gitremote"
 	"github.com/sluice-ci/sluice/internal/pkgtest"
 )
 
@@ -430,7 +431,7 @@ func TestMergerRefFetchable(t *testing.T) {
 
 	// go-git, through the same in-process upload-pack the Merger fetches
 	// with.
-	rem, err := parseMergeURL(m.RepoURL("org/proj"))
+	rem, err := gitremote.ParseURL(m.RepoURL("org/proj"))
 	if err != nil {
 		t.Fatal(err)
 	}

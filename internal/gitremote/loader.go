@@ -1,14 +1,17 @@
-// Package gitserve serves a local repository to go-git's in-process
-// upload-pack server while other programs write to it.
+// Package gitremote fetches from git repositories with go-git: remote URLs
+// validated (file, https, ssh; no credentials in them), upload-pack
+// sessions (go-git's in-process server for a local repository, so no git
+// binary runs), one pack per fetch, tags peeled to commits.
 //
-// go-git lists a repository's refs by reading every file under refs/.
-// Real git updates a ref by writing refs/X.lock and renaming it over
-// refs/X, and go-git itself truncates a ref file before it writes the new
-// value; a listing that meets either reads an empty file and fails with
-// "ref file is empty". Loader hides lock files (no ref name may end in
-// ".lock": git-check-ref-format(1)) and lists again when it meets an
-// empty ref file.
-package gitserve
+// A local repository is served while other programs write to it. go-git
+// lists a repository's refs by reading every file under refs/. Real git
+// updates a ref by writing refs/X.lock and renaming it over refs/X, and
+// go-git itself truncates a ref file before it writes the new value; a
+// listing that meets either reads an empty file and fails with "ref file
+// is empty". Loader hides lock files (no ref name may end in ".lock":
+// git-check-ref-format(1)) and lists again when it meets an empty ref
+// file.
+package gitremote
 
 import (
 	"errors"

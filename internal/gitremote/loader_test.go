@@ -1,4 +1,4 @@
-package gitserve
+package gitremote
 
 import (
 	"context"
@@ -120,4 +120,27 @@ func TestListWhileRefsAreWritten(t *testing.T) {
 		}
 	}
 	t.Logf("%d listings", n)
+}
+
+func FuzzParseURL(f *testing.F) {
+	f.Add("file:///srv/git/x")
+	f.Add("https://example.org/x.git")
+	f.Add("ssh://git@example.org:29418/x")
+	f.Add("ext::sh -c x")
+	f.Add("https://user:pw@example.org/x")
+	f.Fuzz(func(t *testing.T, raw string) {
+		r, err := ParseURL(raw)
+		if err != nil {
+			return
+		}
+		if !strings.HasPrefix(raw, "file://") && !strings.HasPrefix(raw, "https://") && !strings.HasPrefix(raw, "ssh://") && !strings.HasPrefix(raw, "/") {
+			t.Fatalf("ParseURL accepted %q", raw)
+		}
+		if r.Endpoint.Password != "" {
+			t.Fatalf("ParseURL accepted a password in %q", raw)
+		}
+		if r.Path != "" && !filepath.IsAbs(r.Path) {
+			t.Fatalf("ParseURL gave the relative path %q for %q", r.Path, raw)
+		}
+	})
 }
