@@ -150,8 +150,9 @@ type Project struct {
 	Queue string `yaml:"queue,omitempty"`
 	// Formats are the package formats built: deb, rpm. Default both.
 	Formats []string `yaml:"formats,omitempty"`
-	// Stages are the stages run after publish: lint, install, systest.
-	// Default all three.
+	// Stages are the stages run after publish: lint, install, systest;
+	// and mirror, run by the post pipeline after release. Default lint,
+	// install and systest.
 	Stages []string `yaml:"stages,omitempty"`
 	// FailFast cancels the other stages of a buildset at its first
 	// failure (Zuul's fail-fast); by default they run to the end.
@@ -494,8 +495,8 @@ func (p *Project) validate() error {
 		return errors.New("formats: listed twice")
 	}
 	for _, s := range p.Stages {
-		if s != StageLint && s != StageInstall && s != StageSystest {
-			return fmt.Errorf("stages: unknown stage %q (want lint, install, systest)", s)
+		if s != StageLint && s != StageInstall && s != StageSystest && s != StageMirror {
+			return fmt.Errorf("stages: unknown stage %q (want lint, install, systest, mirror)", s)
 		}
 	}
 	if p.Attempts < 1 || p.Attempts > 10 {

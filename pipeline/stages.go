@@ -7,7 +7,8 @@ import (
 
 // The stages of a project's graph: one build per package format, then
 // publish into the buildset's test repository, then lint, install and
-// systest in parallel. The post pipeline builds and releases.
+// systest in parallel. The post pipeline builds and releases, then syncs
+// the release to its mirrors when the project lists mirror.
 const (
 	StageBuild   = "build" // build.<format>
 	StagePublish = "publish"
@@ -15,6 +16,7 @@ const (
 	StageInstall = "install"
 	StageSystest = "systest"
 	StageRelease = "release"
+	StageMirror  = "mirror" // post only: sync the release to its mirrors
 )
 
 // newRuns makes the stage graph of a project: gate and check test it,
@@ -28,7 +30,11 @@ func newRuns(p Project, release bool) []*StageRun {
 		runs = append(runs, &StageRun{Stage: name, State: Pending, Attempts: p.Attempts})
 	}
 	if release {
-		return append(runs, &StageRun{Stage: StageRelease, State: Pending, Needs: builds, Attempts: p.Attempts})
+		runs = append(runs, &StageRun{Stage: StageRelease, State: Pending, Needs: builds, Attempts: p.Attempts})
+		if slices.Contains(p.Stages, StageMirror) {
+			runs = append(runs, &StageRun{Stage: StageMirror, State: Pending, Needs: []string{StageRelease}, Attempts: p.Attempts})
+		}
+		return runs
 	}
 	runs = append(runs, &StageRun{Stage: StagePublish, State: Pending, Needs: builds, Attempts: p.Attempts})
 	for _, s := range []string{StageLint, StageInstall, StageSystest} {
