@@ -23,6 +23,8 @@ need=(
   rsync          # mirror targets: rsync --daemon on loopback
   gearman-job-server # gearmand, for distributed stage execution
   gearman-tools  # the gearman command-line client (Zuul v2-style jobs to a worker)
+  subunit        # subunit-1to2, tap2subunit, subunit2junitxml: streams from the real tools for the report parsers
+  python3-junitxml # what subunit2junitxml needs
 )
 
 missing=()
