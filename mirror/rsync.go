@@ -1,0 +1,537 @@
+package mirror
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+
+	"github.com/sluice-ci/sluice/internal/proc"
+	"github.com/sluice-ci/sluice/repo"
+)
+
+// RsyncConfig configures an [Rsync] target.
+type RsyncConfig struct {
+	// Dest is the rsync destination of the repository tree:
+	// rsync://host[:port]/module/path or host::module/path for an rsync
+	// daemon, [user@]host:path over the remote shell, or an absolute path.
+	Dest string
+	// PasswordFile is the rsync daemon password file (--password-file).
+	PasswordFile string
+	// PasswordEnv names an environment variable holding the rsync daemon
+	// password, handed to rsync as RSYNC_PASSWORD (never as a flag).
+	PasswordEnv string
+	// RSH is the remote shell command and its arguments for host:path
+	// destinations (rsync -e), e.g. ["ssh", "-i", "/etc/sluice/mirror_key"].
+	RSH []string
+	// Timeout bounds one rsync run (default 1h); IOTimeout is rsync's own
+	// --timeout, for a stalled connection (default 5m).
+	Timeout, IOTimeout time.Duration
+	// ReadbackDir is where Check pulls the target back to, to verify it: a
+	// directory of its own for this target, best on the file system of the
+	// snapshots (unchanged files are hard links of them).
+	ReadbackDir string
+	// TraceName names the lock and trace files (default: this host's
+	// name), as Debian's ftpsync names them after the mirror host.
+	TraceName string
+	// Bin is the rsync program (default "rsync").
+	Bin string
+}
+
+// Rsync is a target any rsync can write: an rsync daemon or a host over
+// SSH. It is synced in the order of Debian's ftpsync, for clients that
+// start from InRelease (APT, by hash) or repomd.xml (RPM):
+//
+//  1. a lock file Archive-Update-in-Progress-<name> at the top;
+//  2. content-addressed and immutable files (packages, by-hash indices,
+//     checksum-named repodata), nothing deleted;
+//  3. APT indices under their plain names, then the entry files
+//     (InRelease, Release, Release.gpg; repomd.xml, repomd.xml.asc), each
+//     group with --delay-updates;
+//  4. a read-back of the whole target, checked with repo.Verify;
+//  5. deletion of what neither this snapshot nor the one served before
+//     holds (a reader that started from the previous entry files still
+//     finds what they name), the trace file project/trace/<name> last,
+//     and the lock file removed.
+type Rsync struct {
+	name string
+	cfg  RsyncConfig
+	log  *slog.Logger
+}
+
+var _ Target = (*Rsync)(nil)
+
+// NewRsync returns the rsync target name.
+func NewRsync(name string, cfg RsyncConfig, log *slog.Logger) (*Rsync, error) {
+	if err := CheckName("target", name); err != nil {
+		return nil, err
+	}
+	if err := checkDest(cfg.Dest); err != nil {
+		return nil, fmt.Errorf("target %s: %w", name, err)
+	}
+	cfg.Dest = strings.TrimRight(cfg.Dest, "/") + "/"
+	if cfg.ReadbackDir == "" || !filepath.IsAbs(cfg.ReadbackDir) {
+		return nil, fmt.Errorf("target %s: read-back directory %q is not absolute", name, cfg.ReadbackDir)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = time.Hour
+	}
+	if cfg.IOTimeout <= 0 {
+		cfg.IOTimeout = 5 * time.Minute
+	}
+	if cfg.Bin == "" {
+		cfg.Bin = "rsync"
+	}
+	if cfg.TraceName == "" {
+		cfg.TraceName, _ = os.Hostname()
+	}
+	if err := CheckName("trace name", cfg.TraceName); err != nil {
+		return nil, fmt.Errorf("target %s: %w (set its trace name)", name, err)
+	}
+	if cfg.PasswordEnv != "" && os.Getenv(cfg.PasswordEnv) == "" {
+		return nil, fmt.Errorf("target %s: password variable %s is empty", name, cfg.PasswordEnv)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Rsync{name: name, cfg: cfg, log: log}, nil
+}
+
+// checkDest accepts the destinations rsync reads as such and nothing that
+// it could take as an option or that names the local host's files by
+// accident.
+func checkDest(d string) error {
+	switch {
+	case d == "":
+		return errors.New("no destination")
+	case strings.HasPrefix(d, "-"):
+		return fmt.Errorf("destination %q starts with '-'", d)
+	case strings.ContainsAny(d, "\x00\n\r\t *?[]"):
+		return fmt.Errorf("destination %q has blanks or wildcards", d)
+	case strings.HasPrefix(d, "rsync://"):
+		rest := strings.TrimPrefix(d, "rsync://")
+		host, mod, ok := strings.Cut(rest, "/")
+		if !ok || host == "" || mod == "" {
+			return fmt.Errorf("destination %q: want rsync://host[:port]/module[/path]", d)
+		}
+	case strings.HasPrefix(d, "/"):
+	case strings.Contains(d, ":"):
+		host, _, _ := strings.Cut(d, ":")
+		if host == "" || strings.Contains(host, "/") {
+			return fmt.Errorf("destination %q: want host:path, host::module or an absolute path", d)
+		}
+	default:
+		return fmt.Errorf("destination %q: want rsync://..., host:path, host::module or an absolute path", d)
+	}
+	for el := range strings.SplitSeq(d, "/") {
+		if el == ".." {
+			return fmt.Errorf("destination %q has '..'", d)
+		}
+	}
+	return nil
+}
+
+// Name implements [Target].
+func (r *Rsync) Name() string { return r.name }
+
+// Kind implements [Target].
+func (r *Rsync) Kind() string { return "rsync" }
+
+func (r *Rsync) daemon() bool {
+	return strings.HasPrefix(r.cfg.Dest, "rsync://") || strings.Contains(r.cfg.Dest, "::")
+}
+
+func (r *Rsync) lockName() string { return "Archive-Update-in-Progress-" + r.cfg.TraceName }
+
+// run runs rsync with args (after the common ones) and returns what it
+// moved. Its standard output is read for the progress of step.
+func (r *Rsync) run(ctx context.Context, step string, total int64, p Progress, args ...string) (Transfer, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	common := []string{"--no-human-readable", "--stats", "--out-format=" + outPrefix + "%n",
+		"--timeout=" + strconv.Itoa(int(r.cfg.IOTimeout.Seconds()))}
+	if r.daemon() {
+		common = append(common, "--contimeout=60")
+		if r.cfg.PasswordFile != "" {
+			common = append(common, "--password-file="+r.cfg.PasswordFile)
+		}
+	} else if len(r.cfg.RSH) > 0 {
+		common = append(common, "--rsh="+strings.Join(r.cfg.RSH, " "))
+	}
+	cmd := proc.Command(ctx, r.cfg.Bin, append(common, args...)...)
+	// rsync dies with this process, killed or not: no rsync of an
+	// abandoned sync may write on after a restarted one.
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	env := []string{"PATH=" + os.Getenv("PATH"), "LC_ALL=C", "HOME=" + os.Getenv("HOME")}
+	if r.cfg.PasswordEnv != "" {
+		env = append(env, "RSYNC_PASSWORD="+os.Getenv(r.cfg.PasswordEnv))
+	}
+	for _, k := range []string{"SSH_AUTH_SOCK"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	cmd.Env = env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return Transfer{}, err
+	}
+	if err := cmd.Start(); err != nil {
+		return Transfer{}, fmt.Errorf("target %s: %s: %w", r.name, step, err)
+	}
+	var stats bytes.Buffer
+	var done int64
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if bytes.HasPrefix(line, []byte(outPrefix)) {
+			done++
+			if done%64 == 0 {
+				p.report(r.name, step, done, total)
+			}
+			continue
+		}
+		stats.Write(line)
+		stats.WriteByte('\n')
+	}
+	io.Copy(io.Discard, out)
+	err = cmd.Wait()
+	p.report(r.name, step, max(done, total), total)
+	if err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if len(msg) > 2000 {
+			msg = msg[len(msg)-2000:]
+		}
+		return Transfer{}, fmt.Errorf("target %s: %s: rsync: %w: %s", r.name, step, err, msg)
+	}
+	t, err := ParseStats(stats.Bytes())
+	if err != nil {
+		return Transfer{}, fmt.Errorf("target %s: %s: %w", r.name, step, err)
+	}
+	return t, nil
+}
+
+// outPrefix marks the lines of rsync's output that name a transferred file.
+const outPrefix = "sluice-file "
+
+// ParseStats reads the counts of rsync --stats --no-human-readable
+// output: files transferred, bytes sent and received. All three must be
+// there.
+func ParseStats(out []byte) (Transfer, error) {
+	var t Transfer
+	seen := 0
+	for line := range strings.SplitSeq(string(out), "\n") {
+		k, v, ok := strings.Cut(line, ": ")
+		if !ok {
+			continue
+		}
+		var dst *int64
+		switch k {
+		case "Number of regular files transferred":
+			dst = &t.Files
+		case "Total bytes sent":
+			dst = &t.BytesSent
+		case "Total bytes received":
+			dst = &t.BytesReceived
+		default:
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil || n < 0 {
+			return Transfer{}, fmt.Errorf("rsync stats: bad %s %q", k, v)
+		}
+		*dst = n
+		seen++
+	}
+	if seen != 3 {
+		return Transfer{}, errors.New("rsync stats: counts missing from its output")
+	}
+	return t, nil
+}
+
+// scratch makes a temporary directory beside the read-back directory.
+func (r *Rsync) scratch() (string, func(), error) {
+	parent := filepath.Dir(r.cfg.ReadbackDir)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return "", nil, err
+	}
+	d, err := os.MkdirTemp(parent, ".rsync-")
+	if err != nil {
+		return "", nil, err
+	}
+	return d, func() { os.RemoveAll(d) }, nil
+}
+
+// listFile writes names NUL-separated into dir/name, for --files-from.
+func listFile(dir, name string, names []string) (string, error) {
+	var b bytes.Buffer
+	for _, n := range names {
+		b.WriteString(n)
+		b.WriteByte(0)
+	}
+	p := filepath.Join(dir, name)
+	return p, os.WriteFile(p, b.Bytes(), 0o644)
+}
+
+// Begin implements [Target]: the lock file goes up first.
+func (r *Rsync) Begin(ctx context.Context, snap Snapshot) (func(context.Context) error, error) {
+	dir, clean, err := r.scratch()
+	if err != nil {
+		return nil, err
+	}
+	defer clean()
+	body := newTrace(snap, time.Now()).Marshal()
+	if err := os.WriteFile(filepath.Join(dir, r.lockName()), body, 0o644); err != nil {
+		return nil, err
+	}
+	if _, err := r.run(ctx, "lock", 1, nil, "-lpt", dir+"/"+r.lockName(), r.cfg.Dest); err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		dir, clean, err := r.scratch()
+		if err != nil {
+			return err
+		}
+		defer clean()
+		_, err = r.run(ctx, "unlock", 0, nil, "-r", "--delete", "--filter=+ /"+r.lockName(), "--filter=- *", dir+"/", r.cfg.Dest)
+		return err
+	}, nil
+}
+
+// Served implements [Target]: the snapshot of the trace file.
+func (r *Rsync) Served(ctx context.Context) (string, error) {
+	t, err := r.trace(ctx)
+	if err != nil || t == nil {
+		return "", err
+	}
+	return t.Snapshot, nil
+}
+
+// trace pulls the target's trace file; nil if it has none.
+func (r *Rsync) trace(ctx context.Context) (*Trace, error) {
+	dir, clean, err := r.scratch()
+	if err != nil {
+		return nil, err
+	}
+	defer clean()
+	rel := traceDir + "/" + r.cfg.TraceName
+	if _, err := r.run(ctx, "trace", 0, nil, "-rl", "--filter=+ /project/", "--filter=+ /"+traceDir+"/",
+		"--filter=+ /"+rel, "--filter=- *", r.cfg.Dest, dir+"/"); err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(rel)))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	t, err := ParseTrace(data)
+	if err != nil {
+		return nil, fmt.Errorf("target %s: %w", r.name, err)
+	}
+	return &t, nil
+}
+
+// Stage implements [Target]: steps 2 and 3 of the order above.
+func (r *Rsync) Stage(ctx context.Context, snap Snapshot, keep *Snapshot, thorough bool, p Progress) (Transfer, error) {
+	files, err := listTree(snap.Dir)
+	if err != nil {
+		return Transfer{}, err
+	}
+	groups := map[step][]string{}
+	for _, n := range sortedNames(files) {
+		s := stepOf(snap.Format, n)
+		groups[s] = append(groups[s], n)
+	}
+	dir, clean, err := r.scratch()
+	if err != nil {
+		return Transfer{}, err
+	}
+	defer clean()
+	var total Transfer
+	for _, s := range []struct {
+		step  step
+		name  string
+		extra []string
+	}{
+		{stepContent, "content", nil},
+		{stepIndex, "indices", []string{"--delay-updates"}},
+		{stepPointer, "entry files", []string{"--delay-updates"}},
+	} {
+		names := groups[s.step]
+		if len(names) == 0 {
+			continue
+		}
+		list, err := listFile(dir, "step"+strconv.Itoa(int(s.step)), names)
+		if err != nil {
+			return total, err
+		}
+		args := []string{"-lpt", "--files-from=" + list, "--from0"}
+		if thorough {
+			args = append(args, "--checksum")
+		}
+		args = append(args, s.extra...)
+		t, err := r.run(ctx, s.name, int64(len(names)), p, append(args, snap.Dir+"/", r.cfg.Dest)...)
+		total.add(t)
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// pull brings the target into the read-back directory: every file
+// compared by checksum, unchanged ones hard-linked from linkDest when
+// given.
+func (r *Rsync) pull(ctx context.Context, linkDest string, p Progress) (Transfer, error) {
+	if err := os.MkdirAll(r.cfg.ReadbackDir, 0o755); err != nil {
+		return Transfer{}, err
+	}
+	// No -t or -p: a hard link's attributes are the snapshot's own, and
+	// the read-back must never change them.
+	args := []string{"-rl", "--checksum", "--delete",
+		"--filter=- /" + r.lockName(), "--filter=- /" + traceDir + "/", "--filter=- .~tmp~/"}
+	if linkDest != "" {
+		args = append(args, "--link-dest="+linkDest)
+	}
+	return r.run(ctx, "read back", 0, p, append(args, r.cfg.Dest, r.cfg.ReadbackDir+"/")...)
+}
+
+// Check implements [Target]: the target is read back and checked.
+func (r *Rsync) Check(ctx context.Context, snap Snapshot, keyring openpgp.EntityList) ([]repo.Problem, Transfer, error) {
+	t, err := r.pull(ctx, snap.Dir, nil)
+	if err != nil {
+		return nil, t, err
+	}
+	probs, err := repo.Verify(ctx, r.cfg.ReadbackDir, keyring)
+	if err != nil {
+		// A target with no repository at all is a failed check, not an
+		// error of the checker.
+		return []repo.Problem{{Path: ".", Err: err}}, t, nil
+	}
+	files, err := listTree(snap.Dir)
+	if err != nil {
+		return nil, t, err
+	}
+	if err := sameEntries(snap.Format, snap.Dir, r.cfg.ReadbackDir, files); err != nil {
+		probs = append(probs, repo.Problem{Path: ".", Err: err})
+	}
+	return probs, t, nil
+}
+
+// Switch implements [Target]: step 5 of the order above.
+func (r *Rsync) Switch(ctx context.Context, snap Snapshot, keep *Snapshot) (Transfer, error) {
+	dir, clean, err := r.scratch()
+	if err != nil {
+		return Transfer{}, err
+	}
+	defer clean()
+	var protect bytes.Buffer
+	protect.WriteString("P /" + r.lockName() + "\nP /project/\n- /" + stateDirName + "/\n")
+	if keep != nil && keep.ID != snap.ID {
+		now, err := listTree(snap.Dir)
+		if err != nil {
+			return Transfer{}, err
+		}
+		before, err := listTree(keep.Dir)
+		if err != nil {
+			return Transfer{}, err
+		}
+		for _, n := range sortedNames(before) {
+			if _, ok := now[n]; !ok {
+				fmt.Fprintf(&protect, "P /%s\n", escapeFilter(n))
+			}
+		}
+	}
+	rules := filepath.Join(dir, "protect")
+	if err := os.WriteFile(rules, protect.Bytes(), 0o644); err != nil {
+		return Transfer{}, err
+	}
+	var total Transfer
+	t, err := r.run(ctx, "delete", 0, nil, "-r", "--delete", "--existing", "--ignore-existing",
+		"--filter=merge "+rules, snap.Dir+"/", r.cfg.Dest)
+	total.add(t)
+	if err != nil {
+		return total, err
+	}
+	rel := filepath.Join(dir, "tree", traceDir, r.cfg.TraceName)
+	if err := os.MkdirAll(filepath.Dir(rel), 0o755); err != nil {
+		return total, err
+	}
+	if err := os.WriteFile(rel, newTrace(snap, time.Now()).Marshal(), 0o644); err != nil {
+		return total, err
+	}
+	t, err = r.run(ctx, "trace", 1, nil, "-rlpt", "--delay-updates", "--filter=+ /project/", "--filter=+ /"+traceDir+"/",
+		"--filter=+ /"+traceDir+"/"+r.cfg.TraceName, "--filter=- *", filepath.Join(dir, "tree")+"/", r.cfg.Dest)
+	t.Files = 0 // not a file of the repository
+	total.add(t)
+	return total, err
+}
+
+// escapeFilter escapes the wildcard characters of an rsync filter
+// pattern. Snapshot file names come from package names and checksums;
+// these never hold them, but a rule must match the name it names.
+func escapeFilter(s string) string {
+	if !strings.ContainsAny(s, `*?[\`) {
+		return s
+	}
+	var b strings.Builder
+	for _, c := range s {
+		if strings.ContainsRune(`*?[\`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// Restore implements [Target]: prev is synced again, every file by
+// checksum, and checked; what only failed held is deleted after.
+func (r *Rsync) Restore(ctx context.Context, prev, failed Snapshot, keyring openpgp.EntityList, p Progress) ([]repo.Problem, Transfer, error) {
+	var total Transfer
+	t, err := r.Stage(ctx, prev, &failed, true, p)
+	total.add(t)
+	if err != nil {
+		return nil, total, err
+	}
+	probs, t, err := r.Check(ctx, prev, keyring)
+	total.add(t)
+	if err != nil || len(probs) > 0 {
+		return probs, total, err
+	}
+	t, err = r.Switch(ctx, prev, &failed)
+	total.add(t)
+	return nil, total, err
+}
+
+// Verify implements [Target]: the target is read back (only what changed
+// since the last read-back moves) and checked.
+func (r *Rsync) Verify(ctx context.Context, keyring openpgp.EntityList) (string, []repo.Problem, error) {
+	served, err := r.Served(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	if _, err := r.pull(ctx, "", nil); err != nil {
+		return served, nil, err
+	}
+	probs, err := repo.Verify(ctx, r.cfg.ReadbackDir, keyring)
+	if err != nil {
+		return served, []repo.Problem{{Path: ".", Err: err}}, nil
+	}
+	return served, probs, nil
+}

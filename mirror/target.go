@@ -1,0 +1,180 @@
+package mirror
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+
+	"github.com/sluice-ci/sluice/repo"
+)
+
+// Target is one mirror of a release repository. A [Syncer] drives it
+// through one transaction: Begin, Stage, Check (retrying Stage), then
+// Switch, or Restore when the new snapshot cannot be made to verify.
+type Target interface {
+	// Name is the target's name in the configuration.
+	Name() string
+	// Kind is "local" or "rsync".
+	Kind() string
+	// Begin takes the target for one sync (a lock on it) and returns what
+	// gives it back.
+	Begin(ctx context.Context, snap Snapshot) (end func(context.Context) error, err error)
+	// Served returns the ID of the snapshot the target serves, read from
+	// the target ("" for none).
+	Served(ctx context.Context) (string, error)
+	// Stage puts snap on the target; keep is the snapshot it served
+	// before, if any. With thorough, every file is compared by content.
+	Stage(ctx context.Context, snap Snapshot, keep *Snapshot, thorough bool, p Progress) (Transfer, error)
+	// Check reads back what Stage put there and checks it against
+	// keyring with the rules of [repo.Verify], and that it is snap.
+	Check(ctx context.Context, snap Snapshot, keyring openpgp.EntityList) ([]repo.Problem, Transfer, error)
+	// Switch makes snap the snapshot served, once checked, and retires
+	// what neither snap nor keep holds.
+	Switch(ctx context.Context, snap Snapshot, keep *Snapshot) (Transfer, error)
+	// Restore puts the target back on prev after failed could not be made
+	// to verify, and checks it.
+	Restore(ctx context.Context, prev, failed Snapshot, keyring openpgp.EntityList, p Progress) ([]repo.Problem, Transfer, error)
+	// Verify reads the target back as it is now and checks it with the
+	// rules of [repo.Verify]; served is the snapshot it serves.
+	Verify(ctx context.Context, keyring openpgp.EntityList) (served string, probs []repo.Problem, err error)
+}
+
+// Transfer counts what a step moved.
+type Transfer struct {
+	Files         int64 `json:"files"`          // files written on the target
+	BytesSent     int64 `json:"bytes_sent"`     // bytes sent to the target (rsync: its count)
+	BytesReceived int64 `json:"bytes_received"` // bytes read back from the target
+}
+
+func (t *Transfer) add(o Transfer) {
+	t.Files += o.Files
+	t.BytesSent += o.BytesSent
+	t.BytesReceived += o.BytesReceived
+}
+
+// Progress receives how far a step of a target's sync is: done of total
+// files. A nil Progress is allowed.
+type Progress func(target, step string, done, total int64)
+
+func (p Progress) report(target, step string, done, total int64) {
+	if p != nil {
+		p(target, step, done, total)
+	}
+}
+
+// Trace is what a target's trace file says: who synced which snapshot
+// there, and when (after Debian's ftpsync, project/trace/<host>).
+type Trace struct {
+	Date     time.Time // when the sync ended
+	Started  time.Time
+	Host     string
+	User     string
+	Repo     string
+	Format   string
+	Snapshot string
+}
+
+// traceDir is where targets keep their trace files, as Debian mirrors do.
+const traceDir = "project/trace"
+
+// maxTraceSize bounds a trace file read back from a target.
+const maxTraceSize = 4096
+
+func newTrace(snap Snapshot, started time.Time) Trace {
+	host, _ := os.Hostname()
+	name := strconv.Itoa(os.Getuid())
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	return Trace{Date: time.Now().UTC(), Started: started.UTC(), Host: host, User: name,
+		Repo: snap.Repo, Format: snap.Format, Snapshot: snap.ID}
+}
+
+// Marshal returns the trace file's text: deb822-like "Key: value" lines.
+func (t Trace) Marshal() []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "Date: %s\n", t.Date.UTC().Format(time.RFC1123Z))
+	fmt.Fprintf(&b, "Date-Started: %s\n", t.Started.UTC().Format(time.RFC1123Z))
+	fmt.Fprintf(&b, "Creator: sluice\nHost: %s\nUser: %s\n", oneLine(t.Host), oneLine(t.User))
+	fmt.Fprintf(&b, "Repository: %s\nFormat: %s\nSnapshot: %s\n", t.Repo, t.Format, t.Snapshot)
+	return b.Bytes()
+}
+
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+// ParseTrace reads a trace file written by [Trace.Marshal]: it requires
+// Date, Repository, Format and a valid Snapshot.
+func ParseTrace(data []byte) (Trace, error) {
+	if len(data) > maxTraceSize {
+		return Trace{}, fmt.Errorf("trace: larger than %d bytes", maxTraceSize)
+	}
+	var t Trace
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(line, ": ")
+		if !ok {
+			return Trace{}, fmt.Errorf("trace: bad line %q", line)
+		}
+		if seen[k] {
+			return Trace{}, fmt.Errorf("trace: %s given twice", k)
+		}
+		seen[k] = true
+		var err error
+		switch k {
+		case "Date":
+			t.Date, err = time.Parse(time.RFC1123Z, v)
+		case "Date-Started":
+			t.Started, err = time.Parse(time.RFC1123Z, v)
+		case "Host":
+			t.Host = v
+		case "User":
+			t.User = v
+		case "Repository":
+			t.Repo, err = v, CheckName("repository", v)
+		case "Format":
+			t.Format = v
+		case "Snapshot":
+			t.Snapshot, err = v, CheckName("snapshot", v)
+		}
+		if err != nil {
+			return Trace{}, fmt.Errorf("trace: %s: %w", k, err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return Trace{}, fmt.Errorf("trace: %w", err)
+	}
+	for _, k := range []string{"Date", "Repository", "Format", "Snapshot"} {
+		if !seen[k] {
+			return Trace{}, fmt.Errorf("trace: no %s", k)
+		}
+	}
+	if t.Format != "deb" && t.Format != "rpm" {
+		return Trace{}, fmt.Errorf("trace: Format %q", t.Format)
+	}
+	return t, nil
+}
+
+// errServed is returned by Check for a tree that verifies but is not the
+// snapshot synced.
+var errServed = errors.New("serves other metadata than the snapshot")
