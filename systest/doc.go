@@ -1,0 +1,45 @@
+// Package systest provides the test environments of sluice's install and
+// system tests, and the install test itself.
+//
+// A [Base] is a prepared Debian system root (mmdebstrap from Debian's
+// packages), cached by [Bases] under a directory and keyed by a hash of its
+// definition, so that a changed definition is prepared again. An [Env] is a
+// disposable system started from a base by a [Backend]:
+//
+//   - [Chroot] (the default) mounts an overlayfs over the base (or, where the
+//     kernel refuses, makes a reflink-or-plain copy of it) and enters it with
+//     util-linux's unshare in new mount, PID, network, UTS and IPC
+//     namespaces, with /proc, a minimal /dev and a tmpfs /tmp. Commands run
+//     in it through nsenter. Closing the environment kills the namespace's
+//     init, which takes every process in it, and with the last process the
+//     mount namespace and every mount in it go too: the host's mount table
+//     holds the environment's mounts only for the moment it starts.
+//   - [SSH] runs commands on an existing host with golang.org/x/crypto/ssh,
+//     for sites that test on real machines (Fedora or RHEL hosts for RPMs).
+//
+// [InstallTest] installs one binary package from a buildset's signed test
+// repository into a fresh environment with the distribution's own tool
+// (apt-get with signed-by and a pin of 1001; dnf with gpgcheck, repo_gpgcheck
+// and priority 1), checks it, removes and purges it, and reports what was
+// left behind.
+//
+// What the RPM side proves, and what it does not: the base carries Debian's
+// rpm and dnf, and its rpmdb holds one generated package,
+// sluice-base-provides, that provides what the base holds (the sonames and
+// symbol versions of its shared libraries, as rpm's own elfdeps reads them,
+// and the paths of its programs). So an RPM's automatic dependencies on
+// libraries and interpreters resolve honestly against files that exist, its
+// scriptlets run under a real /bin/sh, and rpm -V checks its files. It does
+// not prove that the package installs on Fedora or RHEL: dependencies on
+// their package names (Requires: glibc, systemd) do not resolve, and their
+// library versions differ. A site with Fedora or RHEL machines tests there
+// with the [SSH] back-end.
+//
+// The environments are offline: a fresh network namespace holds only a
+// loopback interface. A base keeps the APT lists of its Debian mirror from
+// the time it was prepared, so apt resolves dependencies against the
+// Debian packages the base holds or the test repository; a dependency
+// outside both fails the install with apt's own message, and the fix is to
+// add it to the base's package list. Tests are thus repeatable and never
+// depend on the network once the base is prepared.
+package systest

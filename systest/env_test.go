@@ -1,0 +1,271 @@
+package systest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluice-ci/sluice/internal/pkgtest"
+)
+
+// testSpec is the base every test of the package uses: one base for DEB
+// and RPM, so that the first `go test` prepares one (about 20-40 s with a
+// near mirror).
+var testSpec = BaseSpec{Name: "sluice-test", Suite: "bookworm", RPM: true}
+
+// testCacheDir is where tests keep prepared bases, outside the repository
+// and between runs: $SLUICE_TEST_CACHE, or sluice-test under the user's
+// cache directory.
+func testCacheDir(t testing.TB) string {
+	if d := os.Getenv("SLUICE_TEST_CACHE"); d != "" {
+		return d
+	}
+	d, err := os.UserCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(d, "sluice-test")
+}
+
+var baseOnce struct {
+	sync.Mutex
+	b   Base
+	err error
+}
+
+// needBase returns the prepared test base, preparing it on first use.
+func needBase(t testing.TB) Base {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("environments need root, and CI runs as root")
+		}
+		t.Skip("environments need root")
+	}
+	for _, tool := range []string{"mmdebstrap", "unshare", "nsenter", "ip", "mount"} {
+		pkgtest.NeedTool(t, tool)
+	}
+	baseOnce.Lock()
+	defer baseOnce.Unlock()
+	if baseOnce.b.Dir == "" && baseOnce.err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+		defer cancel()
+		start := time.Now()
+		baseOnce.b, baseOnce.err = NewBases(testCacheDir(t), testLog()).Prepare(ctx, testSpec, false)
+		t.Logf("base %s ready in %s", testSpec.Name, time.Since(start).Round(time.Millisecond))
+	}
+	if baseOnce.err != nil {
+		t.Fatal(baseOnce.err)
+	}
+	return baseOnce.b
+}
+
+func testLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// nsIDs are the namespaces of a running environment, as links of /proc.
+type nsIDs map[string]string
+
+func envNamespaces(t *testing.T, e *ChrootEnv) nsIDs {
+	t.Helper()
+	ids := nsIDs{}
+	for _, ns := range []string{"pid_for_children", "mnt", "net", "uts", "ipc"} {
+		l, err := os.Readlink("/proc/" + strconv.Itoa(e.InitPID()) + "/ns/" + ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[ns] = l
+	}
+	self, _ := os.Readlink("/proc/self/ns/net")
+	if ids["net"] == self {
+		t.Fatal("the environment shares the host's network namespace")
+	}
+	return ids
+}
+
+// checkNoLeaks checks that nothing of a closed environment is left: no
+// process in its namespaces, no mount naming its directory, no
+// directory.
+func checkNoLeaks(t *testing.T, ids nsIDs, dir string) {
+	t.Helper()
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range procs {
+		if _, err := strconv.Atoi(p.Name()); err != nil {
+			continue
+		}
+		for ns, id := range ids {
+			if ns == "pid_for_children" {
+				ns = "pid"
+			}
+			if l, err := os.Readlink("/proc/" + p.Name() + "/ns/" + ns); err == nil && l == id {
+				stat, _ := os.ReadFile("/proc/" + p.Name() + "/stat")
+				t.Errorf("process %s (%s) is left in the environment's %s namespace", p.Name(), stat, ns)
+			}
+		}
+	}
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(mi), dir) {
+		t.Errorf("mounts left:\n%s", mi)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("directory %s left: %v", dir, err)
+	}
+}
+
+func runOut(t *testing.T, e Env, args ...string) string {
+	t.Helper()
+	out, err := Output(t.Context(), e, time.Minute, args...)
+	if err != nil {
+		t.Fatalf("%v: %v", args, err)
+	}
+	return string(out)
+}
+
+func TestEnv(t *testing.T) {
+	t.Parallel()
+	b := needBase(t)
+	for _, copyMode := range []bool{false, true} {
+		name := "overlay"
+		if copyMode {
+			name = "copy"
+		}
+		t.Run(name, func(t *testing.T) {
+			c := NewChroot(t.TempDir(), testLog())
+			c.NoOverlay = copyMode
+			start := time.Now()
+			hostFile := filepath.Join(t.TempDir(), "data")
+			if err := os.WriteFile(hostFile, []byte("from the host\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			e, err := c.StartChroot(t.Context(), EnvOptions{Base: b,
+				Mounts: []Mount{{Source: filepath.Dir(hostFile), Target: "/srv/host", ReadOnly: true}},
+				Files:  []File{{Path: "/etc/sluice/hello", Data: []byte("hi\n")}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("started in %s (overlay %v)", time.Since(start).Round(time.Microsecond), e.Overlay())
+			if e.Overlay() == copyMode {
+				t.Fatalf("overlay = %v", e.Overlay())
+			}
+			ids := envNamespaces(t, e)
+			dir := e.Dir()
+			if got := runOut(t, e, "cat", "/proc/1/cmdline"); got != "/bin/sleep\x00infinity\x00" {
+				t.Errorf("PID 1 is %q", got)
+			}
+			if got := runOut(t, e, "cat", "/srv/host/data", "/etc/sluice/hello"); got != "from the host\nhi\n" {
+				t.Errorf("mount and file: %q", got)
+			}
+			if err := e.Run(t.Context(), Command{Args: []string{"touch", "/srv/host/x"}}); err == nil {
+				t.Error("a read-only mount was written")
+			}
+			// Interfaces: loopback alone, and up.
+			if got := runOut(t, e, "cat", "/proc/net/dev"); strings.Count(got, ":") != 1 || !strings.Contains(got, "lo:") {
+				t.Errorf("interfaces:\n%s", got)
+			}
+			runOut(t, e, "touch", "/root/made-here")
+			if _, err := os.Stat(filepath.Join(b.Root(), "root/made-here")); err == nil {
+				t.Fatal("the environment wrote into its base")
+			}
+			var in bytes.Buffer
+			in.WriteString("stdin reaches the command\n")
+			var out bytes.Buffer
+			if err := e.Run(t.Context(), Command{Args: []string{"cat"}, Stdin: &in, Stdout: &out, Dir: "/tmp"}); err != nil || out.String() != "stdin reaches the command\n" {
+				t.Errorf("stdin: %q %v", out.String(), err)
+			}
+			err = e.Run(t.Context(), Command{Args: []string{"false"}})
+			var exit *ExitError
+			if !errors.As(err, &exit) || exit.Code != 1 {
+				t.Errorf("false: %v", err)
+			}
+			if err := e.Close(); err != nil {
+				t.Fatal(err)
+			}
+			checkNoLeaks(t, ids, dir)
+		})
+	}
+}
+
+// TestEnvTimeout runs a command that hangs and leaves a process in a
+// session of its own: the time limit kills both, and the environment.
+func TestEnvTimeout(t *testing.T) {
+	t.Parallel()
+	b := needBase(t)
+	e, err := NewChroot(t.TempDir(), testLog()).StartChroot(t.Context(), EnvOptions{Base: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ids := envNamespaces(t, e)
+	err = e.Run(t.Context(), Command{Args: []string{"/bin/sh", "-c", "setsid sleep 1000 & exec sleep 1000"}, Timeout: 300 * time.Millisecond})
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("hung command: %v", err)
+	}
+	if err := e.Run(t.Context(), Command{Args: []string{"true"}}); !errors.Is(err, ErrDead) {
+		t.Fatalf("after the timeout: %v", err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkNoLeaks(t, ids, e.Dir())
+}
+
+// TestEnvEscape tries what a hostile maintainer script might: each
+// attempt fails or stays inside.
+func TestEnvEscape(t *testing.T) {
+	t.Parallel()
+	b := needBase(t)
+	e, err := NewChroot(t.TempDir(), testLog()).StartChroot(t.Context(), EnvOptions{Base: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ids := envNamespaces(t, e)
+	marker := "sluice-escape-" + strconv.Itoa(os.Getpid())
+	hostPath := filepath.Join(os.TempDir(), marker)
+	defer os.Remove(hostPath)
+	for _, c := range []struct {
+		name   string
+		args   []string
+		inside bool // may succeed: it stays inside
+	}{
+		{"mount", []string{"unshare", "--mount", "true"}, false},
+		{"chroot", []string{"chroot", "/", "true"}, false},
+		{"mknod", []string{"mknod", "/root/disk", "b", "254", "0"}, false},
+		{"sysrq", []string{"/bin/sh", "-c", "echo h > /proc/sysrq-trigger"}, false},
+		{"sysctl", []string{"/bin/sh", "-c", "echo 1 > /proc/sys/vm/drop_caches"}, false},
+		{"hostname", []string{"/bin/sh", "-c", "echo escaped > /proc/sys/kernel/hostname"}, false},
+		{"proc-1-root", []string{"/bin/sh", "-c", "echo x > /proc/1/root" + hostPath}, true},
+		{"kill-all", []string{"/bin/sh", "-c", "kill -9 -1"}, true}, // the namespace's processes, not the host's
+	} {
+		err := e.Run(t.Context(), Command{Args: c.args, Timeout: 30 * time.Second})
+		t.Logf("%s: %v", c.name, err)
+		var exit *ExitError
+		if !c.inside && !errors.As(err, &exit) {
+			t.Errorf("%s: %v, want a refusal", c.name, err)
+		}
+	}
+	if _, err := os.Stat(hostPath); err == nil {
+		t.Error("a write through /proc/1/root reached the host")
+	}
+	if h, _ := os.Hostname(); h == "escaped" {
+		t.Error("the host's name was changed")
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkNoLeaks(t, ids, e.Dir())
+}
