@@ -67,6 +67,11 @@ const DefaultKeep = 5
 // maxSnapshotID is the last snapshot ID that still sorts as a string.
 const maxSnapshotID = 999999
 
+// ErrBadPackage is returned by a release publish given a file that is not
+// a package it can publish (unreadable, malformed, or two files of one
+// identity with other bytes): nothing was published.
+var ErrBadPackage = errors.New("not a package that can be published")
+
 // ErrNoSnapshot is returned when a release repository has no such
 // snapshot, or no current one.
 var ErrNoSnapshot = errors.New("release repository: no such snapshot")
@@ -529,7 +534,10 @@ func (r *Release) Publish(ctx context.Context, paths []string, prover Prover) (s
 	}
 	incoming, data, err := readInputs(ctx, f, known, files)
 	if err != nil {
-		return sum, fmt.Errorf("release %s: %w", r.cfg.Name, err)
+		if ctx.Err() != nil {
+			return sum, ctx.Err()
+		}
+		return sum, fmt.Errorf("release %s: %w: %w", r.cfg.Name, ErrBadPackage, err)
 	}
 
 	// Check everything before writing anything.
@@ -545,7 +553,7 @@ func (r *Release) Publish(ctx context.Context, paths []string, prover Prover) (s
 		id := e.identity()
 		if j, ok := seen[id]; ok {
 			if incoming[j].Source != e.Source {
-				return sum, fmt.Errorf("release %s: %s and %s are both %s with other bytes", r.cfg.Name, files[j], files[i], id)
+				return sum, fmt.Errorf("release %s: %s and %s are both %s with other bytes: %w", r.cfg.Name, files[j], files[i], id, ErrBadPackage)
 			}
 			sum.Unchanged++
 			continue

@@ -36,6 +36,8 @@ type config struct {
 	// Gerrit is the Gerrit server whose changes sluice gates; the local
 	// source's projects when absent.
 	Gerrit *gerritConfig `yaml:"gerrit"`
+	// Releases are the release repositories (config_release.go).
+	Releases releasesConfig `yaml:"releases"`
 }
 
 // pipelineConf is the gating engine's section.
@@ -195,6 +197,9 @@ func (c *config) Validate() error {
 	}
 	if c.Pipeline.Workers < 0 || c.Pipeline.Workers > 256 {
 		return fmt.Errorf("pipeline: workers: %d is not 0 (default) to 256", c.Pipeline.Workers)
+	}
+	if err := c.Releases.Validate(); err != nil {
+		return err
 	}
 	if c.Results.External != nil {
 		if err := c.Results.External.Validate(); err != nil {

@@ -378,10 +378,12 @@ func (s *stages) publish(ctx context.Context, r jobs.Run) (jobs.Result, error) {
 	return jobs.Result{Outcome: outcome, LogURL: res.RefURL}, nil
 }
 
-// release publishes what the post pipeline built into the release
-// repositories of the project's branch, DATA-DIR/repos/<project>/<branch>/,
-// signed with the release key; every package must have a build record
-// naming the commit it was built from (DESIGN.md's provenance rule).
+// release publishes what the post pipeline built of the item's project
+// into a new snapshot of each release repository configured for the
+// project's branch (releases.repositories), or of its default one,
+// DATA-DIR/releases/<project>~<branch>/{deb,rpm}/, signed with the release
+// key. Every package must pass the provenance rule (releaseProver): a
+// passed release build of the project from a commit on the branch.
 func (s *stages) release(ctx context.Context, r jobs.Run) (jobs.Result, error) {
 	sp, err := parseStageParams(r.Params)
 	if err != nil {
@@ -395,36 +397,56 @@ func (s *stages) release(ctx context.Context, r jobs.Run) (jobs.Result, error) {
 		return jobs.Result{}, fmt.Errorf("stage release: %w", err)
 	}
 	start := time.Now()
-	out := filepath.Join(s.env.dataDir, "repos", strings.ReplaceAll(sp.Project, "/", "+"), strings.ReplaceAll(branch, "/", "+"))
-	check := func(ctx context.Context, path string) error {
-		sum, err := fileSHA256(path)
+	built := filepath.Join(s.buildsetDir(sp.UUID), "build", strings.ReplaceAll(sp.Project, "/", "+"))
+	var pkgs []string
+	for _, format := range []string{"deb", "rpm"} {
+		ps, err := filepath.Glob(filepath.Join(built, format, "*."+format))
 		if err != nil {
-			return err
+			return jobs.Result{}, err
 		}
-		recs, err := s.records.ByOutput(ctx, sum)
-		if err != nil {
-			return fmt.Errorf("no build record: %w", err)
-		}
-		for _, rec := range recs {
-			if rec.Commit != "" && rec.Outcome == builder.Passed {
-				return nil
+		pkgs = append(pkgs, slices.DeleteFunc(ps, func(p string) bool { return strings.HasSuffix(p, ".src.rpm") })...)
+	}
+	configured := configuredRepoURL(s.env.cfg)
+	rl := &releaser{dataDir: s.env.dataDir, key: s.releaseKey, records: s.records,
+		branches: newBranchChecker(filepath.Join(s.env.dataDir, "release-git")), log: s.log,
+		repoURL: func(project string) string {
+			if s.projectURL != nil {
+				if u := s.projectURL(project); u != "" {
+					return u
+				}
 			}
+			return configured(project)
+		}}
+	defer rl.branches.close()
+	outcome, notes := jobs.Passed, []string(nil)
+	res := stageResult(sp, "release", r.Attempt, start, "", nil)
+	if len(pkgs) == 0 {
+		outcome, notes = jobs.Failed, []string{"no packages were built"}
+	}
+	for _, rc := range s.env.cfg.Releases.releasesFor(sp.Project, branch) {
+		if len(pkgs) == 0 {
+			break
 		}
-		return fmt.Errorf("no passed build record names the commit it was built from")
+		outs, err := rl.publish(ctx, rc, pkgs)
+		if err != nil {
+			return jobs.Result{}, fmt.Errorf("stage release: %w", err)
+		}
+		for _, o := range outs {
+			notes = append(notes, o.note())
+			if o.Err != nil {
+				outcome = jobs.Failed
+				continue
+			}
+			res.Data["snapshot_"+o.Repo+"_"+o.Format] = []string{o.Summary.Snapshot.ID}
+			res.Data["repo_path_"+o.Format] = append(res.Data["repo_path_"+o.Format], filepath.Join(o.Dir, repo.ReleaseCurrent))
+		}
 	}
-	repos, notes, ok2, err := s.publishInto(ctx, sp.UUID, out, s.releaseKey, branch, check)
-	if err != nil {
-		return jobs.Result{}, err
+	note := strings.Join(notes, "; ")
+	if len(note) > 4000 {
+		note = note[:4000]
 	}
-	outcome := jobs.Passed
-	if !ok2 {
-		outcome = jobs.Failed
-	}
-	res := stageResult(sp, "release", r.Attempt, start, outcome, notes)
+	res.Outcome, res.Note = outcome, note
 	res.Data["branch"] = []string{branch}
-	for f, path := range repos {
-		res.Data["repo_path_"+f] = []string{path}
-	}
 	if err := s.env.db.Tx(ctx, func(tx *sql.Tx) error { return s.env.recorder.Record(ctx, tx, res) }); err != nil {
 		return jobs.Result{}, err
 	}
