@@ -541,3 +541,50 @@ func FuzzParseManifest(f *testing.F) {
 		_ = m.snapshot("/x")
 	})
 }
+
+// BenchmarkReleaseAddOne adds one package to a release repository of
+// 2,000: the cost of a snapshot beyond its new package is its metadata
+// and one hard link per package.
+func BenchmarkReleaseAddOne(b *testing.B) {
+	for _, format := range []string{"deb", "rpm"} {
+		b.Run(format, func(b *testing.B) {
+			dir, in := b.TempDir(), b.TempDir()
+			r := newTestRelease(b, dir, format, 0)
+			prover := builtProver{}
+			var paths []string
+			for i := range 2000 {
+				var p string
+				var err error
+				if format == "deb" {
+					p, err = pkgtest.Deb{Name: fmt.Sprintf("pkg%04d", i), Version: "1.0-1", Arch: "all"}.WriteFile(in)
+				} else {
+					p, err = pkgtest.RPM{Name: fmt.Sprintf("pkg%04d", i), Version: "1.0", Release: "1", Arch: "noarch"}.WriteFile(in)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				paths = append(paths, p)
+			}
+			prover.built(b, paths...)
+			mustPublish(b, r, prover, paths...)
+			n := 0
+			for b.Loop() {
+				b.StopTimer()
+				n++
+				var p string
+				var err error
+				if format == "deb" {
+					p, err = pkgtest.Deb{Name: "new", Version: fmt.Sprintf("%d-1", n), Arch: "all"}.WriteFile(b.TempDir())
+				} else {
+					p, err = pkgtest.RPM{Name: "new", Version: fmt.Sprint(n), Release: "1", Arch: "noarch"}.WriteFile(b.TempDir())
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				prover.built(b, p)
+				b.StartTimer()
+				mustPublish(b, r, prover, p)
+			}
+		})
+	}
+}

@@ -720,6 +720,7 @@ func newReleaseRollbackCmd(log *slog.Logger) *cobra.Command {
 
 func newReleaseAuditCmd(log *slog.Logger) *cobra.Command {
 	var sf storeFlags
+	var keyringFile string
 	cmd := &cobra.Command{
 		Use:   "audit NAME",
 		Short: "Prove again the provenance of every package of every snapshot of a release repository",
@@ -734,19 +735,26 @@ func newReleaseAuditCmd(log *slog.Logger) *cobra.Command {
 				return err
 			}
 			defer e.close()
-			key, err := signingKey(e, "release-signing-key", e.cfg.Signing.ReleaseKey, e.cfg.Signing.ReleasePassphraseFile)
+			var pub []byte
+			if keyringFile != "" {
+				pub, err = os.ReadFile(keyringFile)
+			} else {
+				var key *repo.Key
+				key, err = signingKey(e, "release-signing-key", e.cfg.Signing.ReleaseKey, e.cfg.Signing.ReleasePassphraseFile)
+				if err == nil {
+					var b strings.Builder
+					err = key.WritePublic(&b)
+					pub = []byte(b.String())
+				}
+			}
 			if err != nil {
-				return fmt.Errorf("release key: %w", err)
+				return fmt.Errorf("release audit: keyring: %w", err)
 			}
-			var pub strings.Builder
-			if err := key.WritePublic(&pub); err != nil {
-				return err
-			}
-			keyring, err := repo.ReadKeyring(strings.NewReader(pub.String()))
+			keyring, err := repo.ReadKeyring(strings.NewReader(string(pub)))
 			if err != nil {
-				return err
+				return fmt.Errorf("release audit: keyring: %w", err)
 			}
-			rl := newReleaser(e, key, builder.NewRecords(e.db, nil, nil), log)
+			rl := newReleaser(e, nil, builder.NewRecords(e.db, nil, nil), log)
 			w := cmd.OutOrStdout()
 			bad := 0
 			for _, f := range rc.Formats {
@@ -771,6 +779,7 @@ func newReleaseAuditCmd(log *slog.Logger) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&keyringFile, "keyring", "", "public key(s) the snapshots must be signed with (default: the release key's)")
 	sf.register(cmd.Flags())
 	return cmd
 }

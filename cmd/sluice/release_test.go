@@ -219,8 +219,17 @@ func TestReleaseProvenanceCLI(t *testing.T) {
 	if err != nil || !strings.Contains(out, "1 added, 0 removed, 0 changed") || !strings.Contains(out, "+ hello_1.1-1_all") {
 		t.Fatalf("diff: %v\n%s", err, out)
 	}
-	if out, err := sluice(t, args("release", "audit", "stable")...); err != nil || !strings.Contains(out, "2 snapshots, 3 packages checked, 0 findings") {
+	if out, err := sluice(t, args("release", "audit", "stable", "--keyring", filepath.Join(data, "keys", "release-signing-key.pub.asc"))...); err != nil || !strings.Contains(out, "2 snapshots, 3 packages checked, 0 findings") {
 		t.Fatalf("audit: %v\n%s", err, out)
+	}
+	// Signed by another key than the one the auditor trusts: found.
+	other := t.TempDir()
+	if out, err := sluice(t, "key", "generate", "--name", "Other", "--email", "o@example.org", "--algo", "ed25519", "--out", other); err != nil {
+		t.Fatalf("key generate: %v\n%s", err, out)
+	}
+	out, err = sluice(t, args("release", "audit", "stable", "--keyring", filepath.Join(other, "signing-key.pub.asc"))...)
+	if err == nil || !strings.Contains(out, "000002/dists/stable/InRelease: signature") {
+		t.Fatalf("audit with another keyring: %v\n%s", err, out)
 	}
 	// The branch is force-pushed back: hello 1.0's commit is no longer
 	// on it, in either snapshot.
