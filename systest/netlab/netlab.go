@@ -129,13 +129,23 @@ func checkNames(names []string) error {
 	}
 	seen := map[string]bool{}
 	for _, n := range names {
-		if !nodeName.MatchString(n) {
-			return fmt.Errorf("netlab: node name %q: want a lower-case DNS label of at most 32 characters", n)
+		if err := CheckName(n); err != nil {
+			return err
 		}
 		if seen[n] {
 			return fmt.Errorf("netlab: node name %q given twice", n)
 		}
 		seen[n] = true
+	}
+	return nil
+}
+
+// CheckName checks that name can name a node: a lower-case DNS label of at
+// most 32 characters (letters, digits, inner hyphens, starting with a
+// letter), so that it fits in a namespace name and in /etc/hosts.
+func CheckName(name string) error {
+	if !nodeName.MatchString(name) {
+		return fmt.Errorf("netlab: node name %q: want a lower-case DNS label of at most 32 characters, starting with a letter", name)
 	}
 	return nil
 }
