@@ -57,33 +57,34 @@ const (
 	Error Outcome = "error"
 )
 
-// Result is the outcome of one test.
+// Result is the outcome of one test. Its JSON form is what the system
+// test stage stores as a scenario's details.
 type Result struct {
 	// Name identifies the test in its report: the JUnit classname and name
 	// joined by a dot, the TAP description, the subunit test id.
-	Name string
+	Name string `json:"name"`
 	// Suite is the enclosing JUnit testsuite, empty for other formats.
-	Suite    string
-	Outcome  Outcome
-	Duration time.Duration
+	Suite    string        `json:"suite,omitempty"`
+	Outcome  Outcome       `json:"outcome"`
+	Duration time.Duration `json:"duration_ns"`
 	// Message is a one-line summary: the failure or skip message.
-	Message string
+	Message string `json:"message,omitempty"`
 	// Details is the longer text: a traceback, TAP YAML diagnostics,
 	// subunit attachments, JUnit system-out and system-err.
-	Details string
+	Details string `json:"details,omitempty"`
 }
 
 // Report is a parsed test report.
 type Report struct {
-	Format Format
-	Tests  []Result
+	Format Format   `json:"format"`
+	Tests  []Result `json:"tests"`
 	// Problems are faults of the run as a whole that the report itself
 	// records: a TAP plan not met, a bail out. A report with problems did
 	// not pass even if every test did.
-	Problems []string
+	Problems []string `json:"problems,omitempty"`
 	// Output is text found outside any test (subunit non-packet bytes and
 	// attachments without a test id), truncated to 64 KiB.
-	Output string
+	Output string `json:"output,omitempty"`
 }
 
 // Counts is the number of tests of each outcome.
