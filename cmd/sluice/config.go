@@ -36,6 +36,9 @@ type config struct {
 	// Gerrit is the Gerrit server whose changes sluice gates; the local
 	// source's projects when absent.
 	Gerrit *gerritConfig `yaml:"gerrit"`
+	// Systest holds the bases of test environments and the install
+	// stage's settings (stage_install.go).
+	Systest systestConfig `yaml:"systest"`
 	// Releases are the release repositories (config_release.go).
 	Releases releasesConfig `yaml:"releases"`
 }
@@ -185,6 +188,9 @@ func (c *config) Validate() error {
 		return err
 	}
 	if err := c.Local.Validate(); err != nil {
+		return err
+	}
+	if err := c.Systest.Validate(); err != nil {
 		return err
 	}
 	if c.Gerrit != nil {
