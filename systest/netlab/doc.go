@@ -13,7 +13,9 @@
 //
 // Lab.Close deletes every namespace the lab created, and New deletes them
 // itself when it fails half-way, so no exit path leaks a namespace, link or
-// bridge. Every command is an ip(8) call with an argument slice, run
+// bridge. A process that dies before Close (SIGKILL) leaves its lab behind
+// with a record of its owner under /run/sluice-netlab; Sweep, run when a
+// worker starts, removes the labs whose owner is gone. Every command is an ip(8) call with an argument slice, run
 // through internal/proc. Creating namespaces needs root (CAP_SYS_ADMIN and
 // CAP_NET_ADMIN).
 package netlab

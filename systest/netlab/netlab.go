@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sluice-ci/sluice/internal/proc"
@@ -77,7 +78,9 @@ type Lab struct {
 	IP string
 
 	log     *slog.Logger
+	mu      sync.Mutex
 	created []string // namespaces this lab created, in creation order
+	closed  bool
 }
 
 // ErrNotRoot is returned by New when the process cannot create network
@@ -111,6 +114,11 @@ func newLab(ctx context.Context, log *slog.Logger, id string, names []string) (*
 	}
 	l := &Lab{ID: id, Hub: nsPrefix + id, IP: ipPath, log: log}
 	if l.Subnet, err = l.chooseSubnet(ctx); err != nil {
+		return nil, err
+	}
+	// The record comes first: a lab of a process that dies from here on
+	// is found by Sweep.
+	if err := writeOwner(id); err != nil {
 		return nil, err
 	}
 	if err := l.build(ctx, names); err != nil {
@@ -229,11 +237,16 @@ func (l *Lab) Hosts() []byte {
 }
 
 // Close deletes every namespace the lab created, with the links and the
-// bridge in them. It runs on a context of its own (bounded by 30 s) so that
+// bridge in them, then the lab's owner record (see Sweep). It runs on a context of its own (bounded by 30 s) so that
 // it also cleans up after a cancelled test, and may be called more than
 // once. A process still running in a node keeps that namespace alive
 // until it exits, but not its name: stop the nodes' processes first.
 func (l *Lab) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
 	var errs []error
@@ -248,8 +261,12 @@ func (l *Lab) Close() error {
 		l.created = l.created[:i]
 	}
 	if len(errs) > 0 {
-		return errors.Join(errs...)
+		return errors.Join(errs...) // the record stays: Sweep retries
 	}
+	if err := removeOwner(l.ID); err != nil {
+		return err
+	}
+	l.closed = true
 	l.log.Info("network lab removed", "lab", l.ID)
 	return nil
 }

@@ -3,12 +3,14 @@ package netlab
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -27,6 +29,9 @@ func TestMain(m *testing.M) {
 	if addr := os.Getenv("NETLAB_TEST_DIAL"); addr != "" {
 		os.Exit(dial(addr))
 	}
+	if os.Getenv("NETLAB_TEST_ABANDON") != "" {
+		os.Exit(abandon())
+	}
 	os.Exit(m.Run())
 }
 
@@ -43,6 +48,18 @@ func dial(addr string) int {
 		return 1
 	}
 	fmt.Print(line)
+	return 0
+}
+
+// abandon creates a lab and exits without closing it, as a killed worker
+// would.
+func abandon() int {
+	lab, err := New(context.Background(), nil, []string{"left"})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println(lab.ID)
 	return 0
 }
 
@@ -272,6 +289,9 @@ func checkGone(t *testing.T, id string, before []string) {
 			t.Errorf("%s/%s left behind", netnsDir, e.Name())
 		}
 	}
+	if _, err := os.Stat(filepath.Join(ownerDir, id)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("owner record of lab %s left behind (%v)", id, err)
+	}
 	if before == nil {
 		return
 	}
@@ -281,5 +301,56 @@ func checkGone(t *testing.T, id string, before []string) {
 		if !slices.Contains(before, name) && (name == "br0" || strings.HasPrefix(name, "p") && len(name) <= 4) {
 			t.Errorf("link %s appeared in the host namespace", name)
 		}
+	}
+}
+
+func TestSweep(t *testing.T) {
+	t.Parallel()
+	needRoot(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(t.Context(), exe)
+	cmd.Env = []string{"NETLAB_TEST_ABANDON=1", "PATH=" + os.Getenv("PATH")}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("abandoning a lab: %v", err)
+	}
+	dead := strings.TrimSpace(string(out))
+	t.Cleanup(func() {
+		for _, name := range []string{"sluice-" + dead, "sluice-" + dead + "-left"} {
+			_ = exec.Command("ip", "netns", "delete", name).Run()
+		}
+	})
+	if ns, _ := Namespaces(t.Context(), dead); len(ns) != 2 {
+		t.Fatalf("the abandoned lab %s has namespaces %v", dead, ns)
+	}
+
+	live, err := New(t.Context(), discard(), []string{"alive"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+
+	swept, err := Sweep(t.Context(), discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(swept, dead) || slices.Contains(swept, live.ID) {
+		t.Fatalf("swept %v: want %s and not %s", swept, dead, live.ID)
+	}
+	checkGone(t, dead, nil)
+	if _, err := os.Stat(filepath.Join(ownerDir, dead)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("owner record of %s left: %v", dead, err)
+	}
+	if ns, _ := Namespaces(t.Context(), live.ID); len(ns) != 2 {
+		t.Fatalf("sweep touched the live lab: %v", ns)
+	}
+	if err := live.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(ownerDir, live.ID)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Close left the owner record: %v", err)
 	}
 }
