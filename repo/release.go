@@ -17,7 +17,10 @@ package repo
 //
 // A snapshot ID is the publication's sequence number, six decimal digits
 // (000001, 000002, ...): IDs sort in publication order as strings, and a
-// release repository holds at most 999,999 snapshots.
+// release repository holds at most 999,999 snapshots. A snapshot is
+// renamed into snapshots/ whole, then current is switched: a crash between
+// the two leaves a complete snapshot that current does not name, which
+// the next publish (starting from current) leaves as it is.
 
 import (
 	"bytes"
@@ -162,6 +165,7 @@ type RefusedError struct {
 	Refused []Refusal
 }
 
+// Error lists the refused packages and why.
 func (e *RefusedError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "release %s: %d packages refused, nothing published", e.Repo, len(e.Refused))
@@ -757,6 +761,7 @@ func compareVersions(a, b *releaseEntry) int {
 	return rpmlib.Compare(rpmVersion{a.RPM}, rpmVersion{b.RPM})
 }
 
+// rpmVersion is an rpmMeta as the version the rpm library compares.
 type rpmVersion struct{ m *rpmMeta }
 
 func (v rpmVersion) Epoch() int      { return int(v.m.Epoch) }
@@ -945,6 +950,7 @@ type AuditFinding struct {
 	Err      error
 }
 
+// String is the finding as "SNAPSHOT/PATH: reason".
 func (f AuditFinding) String() string {
 	if f.Path == "" {
 		return f.Snapshot + ": " + f.Err.Error()

@@ -361,3 +361,57 @@ func aptGetReads(t *testing.T, dir, codename, spec string) {
 		}
 	}
 }
+
+// TestReleasesConfig parses the releases section and finds the
+// repositories of a project's branch, configured or default.
+func TestReleasesConfig(t *testing.T) {
+	t.Parallel()
+	c, err := parseConfig(strings.NewReader("releases:\n  keep: 3\n  repositories:\n" +
+		"    - name: stable\n      branch: main\n      projects: [hello, lib/foo]\n      formats: [rpm]\n" +
+		"    - name: stable-deb\n      branch: main\n      projects: [hello]\n      codename: bookworm\n      keep: 7\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := c.Releases.releasesFor("hello", "main")
+	if len(rs) != 2 || rs[0].Name != "stable" || rs[0].Keep != 3 || len(rs[0].Formats) != 1 || rs[1].Keep != 7 || len(rs[1].Formats) != 2 {
+		t.Fatalf("hello main: %+v", rs)
+	}
+	if got := rs[1].repoConfig("deb"); got.APT.Codename != "bookworm" || got.Keep != 7 {
+		t.Fatalf("deb config: %+v", got)
+	}
+	if rs := c.Releases.releasesFor("lib/foo", "stable/2.0"); len(rs) != 1 || rs[0].Name != "lib+foo~stable+2.0" ||
+		rs[0].Branch != "stable/2.0" || rs[0].Projects[0] != "lib/foo" || rs[0].repoConfig("deb").APT.Codename != "stable-2.0" {
+		t.Fatalf("default repository: %+v", rs)
+	}
+	for name, want := range map[string]string{"stable": "main", "lib+foo~stable+2.0": "stable/2.0", "hello~main": "main"} {
+		rc, err := c.Releases.release(name)
+		if err != nil || rc.Branch != want {
+			t.Errorf("release(%q) = %+v, %v", name, rc, err)
+		}
+		for _, f := range rc.Formats {
+			cfg := rc.repoConfig(f)
+			if err := cfg.Validate(); err != nil {
+				t.Errorf("%s/%s: %v", name, f, err)
+			}
+		}
+	}
+	for _, bad := range []string{"nope", "a~b~c", "..~main", "x~..", "~main"} {
+		if _, err := c.Releases.release(bad); err == nil {
+			t.Errorf("release(%q) found", bad)
+		}
+	}
+	for name, doc := range map[string]string{
+		"keep":     "releases:\n  keep: -1\n",
+		"name":     "releases:\n  repositories:\n    - name: a~b\n      branch: main\n      projects: [x]\n",
+		"branch":   "releases:\n  repositories:\n    - name: a\n      branch: ../x\n      projects: [x]\n",
+		"projects": "releases:\n  repositories:\n    - name: a\n      branch: main\n",
+		"format":   "releases:\n  repositories:\n    - name: a\n      branch: main\n      projects: [x]\n      formats: [tar]\n",
+		"twice":    "releases:\n  repositories:\n    - name: a\n      branch: main\n      projects: [x]\n    - name: a\n      branch: main\n      projects: [y]\n",
+		"codename": "releases:\n  repositories:\n    - name: a\n      branch: main\n      projects: [x]\n      codename: 'a b'\n",
+		"unknown":  "releases:\n  repositories:\n    - name: a\n      branch: main\n      projects: [x]\n      skip_provenance: true\n",
+	} {
+		if _, err := parseConfig(strings.NewReader(doc)); err == nil {
+			t.Errorf("%s: accepted:\n%s", name, doc)
+		}
+	}
+}
