@@ -71,7 +71,7 @@ func ParseJUnit(r io.Reader) (*Report, error) {
 			case name == "testsuite":
 				depth++
 				suites = append(suites, attr(tok, "name"))
-			case name == "testcase" && len(suites) > 0:
+			case name == "testcase":
 				line, _ := d.InputPos()
 				var c junitCase
 				if err := d.DecodeElement(&c, &tok); err != nil {
@@ -80,7 +80,11 @@ func ParseJUnit(r io.Reader) (*Report, error) {
 				if len(rep.Tests) == MaxTests {
 					return nil, fail(fmt.Errorf("more than %d tests", MaxTests))
 				}
-				res, err := c.result(suites[len(suites)-1], b)
+				suite := ""
+				if len(suites) > 0 {
+					suite = suites[len(suites)-1]
+				}
+				res, err := c.result(suite, b)
 				if err != nil {
 					return nil, fmt.Errorf("testreport: junit: line %d: %w", line, err)
 				}
@@ -131,6 +135,10 @@ func (c *junitCase) result(suite string, b *budget) (Result, error) {
 	if c.Classname != "" {
 		res.Name = c.Classname + "." + c.Name
 	}
+	if len(res.Name) > MaxName {
+		return Result{}, fmt.Errorf("testcase name of %d bytes, more than %d", len(res.Name), MaxName)
+	}
+	res.Name, res.Suite = clean(res.Name), clean(suite)
 	secs := 0.0
 	if t := strings.ReplaceAll(strings.TrimSpace(c.Time), ",", ""); t != "" {
 		var err error

@@ -61,6 +61,14 @@ func TestJUnitSuiteRoot(t *testing.T) {
 	if len(rep.Tests) != 1 || rep.Tests[0].Name != "t.a" || rep.Tests[0].Suite != "pytest" || !rep.Passed() {
 		t.Fatalf("%+v", rep)
 	}
+	// Some tools put testcases straight under testsuites.
+	rep, err = ParseJUnit(strings.NewReader(`<testsuites><testcase name="bare"><failure/></testcase></testsuites>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Tests) != 1 || rep.Tests[0].Name != "bare" || rep.Tests[0].Suite != "" || rep.Tests[0].Outcome != Fail {
+		t.Fatalf("%+v", rep)
+	}
 }
 
 func TestJUnitErrors(t *testing.T) {
@@ -75,6 +83,7 @@ func TestJUnitErrors(t *testing.T) {
 		{"negative time", "<testsuite><testcase name=\"x\" time=\"-1\"/></testsuite>", "time"},
 		{"second root", "<testsuite></testsuite>\n<testsuite></testsuite>", "line 2: element <testsuite> after the root"},
 		{"text after root", "<testsuite></testsuite>junk", "text after the root"},
+		{"long name", "<testsuite>\n<testcase name=\"" + strings.Repeat("n", MaxName+1) + "\"/></testsuite>", "line 2: testcase name of 4097 bytes"},
 		{"entity", "<!DOCTYPE x [<!ENTITY a \"b\">]><testsuite><testcase name=\"&a;\"/></testsuite>", "entity"},
 	}
 	for _, c := range cases {
@@ -140,10 +149,6 @@ func FuzzJUnit(f *testing.F) {
 			}
 			return
 		}
-		for _, r := range rep.Tests {
-			if r.Name == "" || r.Duration < 0 || len(r.Details) > MaxDetails || len(r.Message) > 1<<10 {
-				t.Fatalf("bad result %+v", r)
-			}
-		}
+		checkReport(t, rep)
 	})
 }

@@ -8,8 +8,9 @@ import (
 	"unicode/utf8"
 )
 
-// Limits on what a parser keeps. A report beyond MaxInput or MaxTests is an
-// error; text beyond MaxDetails is truncated.
+// Limits on what a parser keeps. A report beyond MaxInput or MaxTests, or
+// a test name beyond MaxName, is an error; text beyond MaxDetails is
+// truncated, and so is text past 16 MiB over a whole report.
 const (
 	// MaxInput is the largest JUnit or TAP report read, in bytes.
 	MaxInput = 64 << 20
@@ -19,6 +20,9 @@ const (
 	MaxDetails = 64 << 10
 	// MaxLine is the longest TAP line.
 	MaxLine = 1 << 20
+	// MaxName is the longest test name (a subunit test id, a TAP
+	// description, a JUnit classname and name).
+	MaxName = 4 << 10
 	// maxOutput is the most text kept in Report.Output.
 	maxOutput = 64 << 10
 	// maxTotalDetails bounds the text kept over all the results of a report.
@@ -150,7 +154,7 @@ const truncated = "\n[truncated]"
 // truncate cuts s to at most max bytes of valid UTF-8, with a marker when
 // it was cut.
 func truncate(s string, max int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = clean(s)
 	if len(s) <= max {
 		return s
 	}
@@ -162,6 +166,12 @@ func truncate(s string, max int) string {
 		cut--
 	}
 	return s[:cut] + truncated
+}
+
+// clean makes s valid UTF-8 without NUL bytes, as JSON and the SQL store
+// want text.
+func clean(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
 // firstLine returns the first non-empty line of s, trimmed.

@@ -326,6 +326,7 @@ type subunitTest struct {
 	start, end  time.Time
 	attachments []attachment
 	kept        int
+	total       *int // attachment bytes kept over all tests
 }
 
 type attachment struct {
@@ -341,19 +342,21 @@ func (t *subunitTest) attach(name string, data []byte) {
 		}
 	}
 	if a == nil {
-		if t.kept+len(name) > MaxDetails {
+		if t.kept+len(name) > MaxDetails || *t.total+len(name) > maxTotalDetails {
 			return
 		}
 		t.attachments = append(t.attachments, attachment{name: name})
 		a = &t.attachments[len(t.attachments)-1]
 		t.kept += len(name)
+		*t.total += len(name)
 	}
-	room := MaxDetails - t.kept
+	room := min(MaxDetails-t.kept, maxTotalDetails-*t.total)
 	if len(data) > room {
-		data = data[:room]
+		data = data[:max(room, 0)]
 	}
 	a.text.Write(data)
 	t.kept += len(data)
+	*t.total += len(data)
 }
 
 func (t *subunitTest) find(name string) string {
@@ -383,6 +386,7 @@ func ParseSubunit(r io.Reader) (*Report, error) {
 	d := NewSubunitDecoder(r, keepOut)
 	tests := map[string]*subunitTest{}
 	var order []*subunitTest
+	var total int
 	for {
 		p, err := d.Next()
 		if err == io.EOF {
@@ -402,7 +406,10 @@ func ParseSubunit(r io.Reader) (*Report, error) {
 			if len(order) == MaxTests {
 				return nil, fmt.Errorf("testreport: subunit: packet at byte %d: more than %d tests", p.Offset, MaxTests)
 			}
-			t = &subunitTest{id: p.TestID}
+			if len(p.TestID) > MaxName {
+				return nil, fmt.Errorf("testreport: subunit: packet at byte %d: test id of %d bytes, more than %d", p.Offset, len(p.TestID), MaxName)
+			}
+			t = &subunitTest{id: p.TestID, total: &total}
 			tests[p.TestID] = t
 			order = append(order, t)
 		}
@@ -465,6 +472,6 @@ func ParseSubunit(r io.Reader) (*Report, error) {
 		res.Details = b.keep(details.String(), MaxDetails)
 		rep.Tests = append(rep.Tests, res)
 	}
-	rep.Output = strings.ToValidUTF8(out.String(), "\uFFFD")
+	rep.Output = clean(out.String())
 	return rep, nil
 }

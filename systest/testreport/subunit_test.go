@@ -353,18 +353,71 @@ func FuzzSubunit(f *testing.F) {
 			}
 			return
 		}
-		if len(rep.Tests) > MaxTests || len(rep.Output) > maxOutput+10 {
-			t.Fatalf("unbounded report: %d tests, %d output", len(rep.Tests), len(rep.Output))
+		checkReport(t, rep)
+	})
+}
+
+func TestSubunitLimits(t *testing.T) {
+	t.Parallel()
+	// 300 tests with 64 KiB attachments each: past the 16 MiB a report
+	// keeps, the later tests keep their outcome and lose their details.
+	att := bytes.Repeat([]byte("y"), MaxDetails)
+	var raw []byte
+	for i := range 300 {
+		raw = append(raw, packet{status: StatusFail, id: "t" + strconv.Itoa(i), file: "log", content: att, hasFile: true}.encode()...)
+	}
+	rep, err := ParseSubunit(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReport(t, rep)
+	total := 0
+	for _, r := range rep.Tests {
+		total += len(r.Details)
+		if r.Outcome != Fail {
+			t.Fatalf("%s: %s", r.Name, r.Outcome)
 		}
-		for _, r := range rep.Tests {
-			if r.Name == "" || len(r.Details) > MaxDetails+100 {
-				t.Fatalf("bad result %q (%d bytes of details)", r.Name, len(r.Details))
-			}
-			switch r.Outcome {
-			case Pass, Fail, Skip, Error:
-			default:
-				t.Fatalf("outcome %q", r.Outcome)
-			}
+	}
+	if len(rep.Tests) != 300 || total > maxTotalDetails+300*100 || rep.Tests[299].Details != "" {
+		t.Fatalf("%d tests, %d bytes of details kept", len(rep.Tests), total)
+	}
+	_, err = ParseSubunit(bytes.NewReader(packet{status: StatusSuccess, id: strings.Repeat("x", MaxName+1)}.encode()))
+	if err == nil || !strings.Contains(err.Error(), "test id of 4097 bytes") {
+		t.Fatalf("long id: %v", err)
+	}
+}
+
+// FuzzSubunitFields fuzzes the fields of packets whose framing is right:
+// random bytes almost never carry a valid CRC32, so FuzzSubunit alone
+// would rarely get past it.
+func FuzzSubunitFields(f *testing.F) {
+	f.Add(uint16(0x2901), []byte("\x03foo"), false)
+	f.Add(uint16(0x2b70), []byte("\x00\x00\x00\x05\x00\x01b\x0atext/plain\x09traceback\x05boom\n"), true)
+	f.Add(uint16(0x20b3), []byte("\x02\x01a\x01b"), false)
+	f.Fuzz(func(t *testing.T, flags uint16, body []byte, twice bool) {
+		if len(body) > 1<<16 {
+			return
 		}
+		total := 1 + 2 + len(body) + 4
+		lenBytes := number(total + 1)
+		if len(number(total+len(lenBytes))) != len(lenBytes) {
+			lenBytes = number(total + len(lenBytes) + 1)
+		}
+		lenBytes = number(total + len(lenBytes))
+		pkt := append([]byte{0xb3, byte(flags >> 8), byte(flags)}, lenBytes...)
+		pkt = append(pkt, body...)
+		pkt = binary.BigEndian.AppendUint32(pkt, crc32.ChecksumIEEE(pkt))
+		in := pkt
+		if twice {
+			in = append(append(append([]byte{}, pkt...), "text\n"...), pkt...)
+		}
+		rep, err := ParseSubunit(bytes.NewReader(in))
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "testreport: subunit: packet at byte ") {
+				t.Fatalf("error without an offset: %v", err)
+			}
+			return
+		}
+		checkReport(t, rep)
 	})
 }

@@ -66,7 +66,7 @@ type tapParser struct {
 
 func (p *tapParser) problem(format string, args ...any) {
 	if len(p.rep.Problems) < 100 {
-		p.rep.Problems = append(p.rep.Problems, fmt.Sprintf("line %d: ", p.line)+fmt.Sprintf(format, args...))
+		p.rep.Problems = append(p.rep.Problems, truncate(fmt.Sprintf("line %d: ", p.line)+fmt.Sprintf(format, args...), 1<<10))
 	}
 }
 
@@ -186,7 +186,10 @@ func (p *tapParser) testPoint(line string) error {
 	rest = strings.TrimPrefix(strings.TrimLeft(rest, " "), "- ")
 	desc, directive := splitDirective(rest)
 	kind, reason := directiveOf(directive)
-	res := Result{Name: strings.TrimSpace(desc)}
+	if len(desc) > MaxName {
+		return fmt.Errorf("test %d: description of %d bytes, more than %d", num, len(desc), MaxName)
+	}
+	res := Result{Name: clean(strings.TrimSpace(desc))}
 	if res.Name == "" {
 		res.Name = "test " + strconv.Itoa(num)
 	}

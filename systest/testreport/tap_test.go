@@ -107,6 +107,7 @@ func TestTAPErrors(t *testing.T) {
 		{"two plans", "1..1\nok\n1..1\n", "line 3: second plan"},
 		{"huge plan", "1..100000000\n", "line 1: plan of 100000000 tests"},
 		{"huge number", "ok 99999999999999999999\n", "line 1: test number"},
+		{"long name", "ok 1 " + strings.Repeat("d", MaxName+1) + "\n", "line 1: test 1: description of 4097 bytes"},
 		{"long line", "1..1\nok 1 " + strings.Repeat("x", MaxLine) + "\n", "line 2: line longer than"},
 	}
 	for _, c := range cases {
@@ -124,6 +125,7 @@ func FuzzTAP(f *testing.F) {
 	f.Add("TAP version 13\n1..2\nok 1 - a\nnot ok 2 - b # TODO x\n  ---\n  message: m\n  ...\n")
 	f.Add("1..0 # skip all\n")
 	f.Add("ok\nBail out!\n")
+	f.Add("ok 1 - nul \x00 and \xff\n1..1\n")
 	f.Add("not ok 3 \\# a \\\\ # SKIP\n    ok 1\n1..3\n")
 	f.Fuzz(func(t *testing.T, in string) {
 		rep, err := ParseTAP(strings.NewReader(in))
@@ -133,10 +135,6 @@ func FuzzTAP(f *testing.F) {
 			}
 			return
 		}
-		for _, r := range rep.Tests {
-			if r.Name == "" || r.Duration < 0 || len(r.Details) > MaxDetails || len(r.Message) > 1<<10 {
-				t.Fatalf("bad result %+v", r)
-			}
-		}
+		checkReport(t, rep)
 	})
 }
