@@ -151,6 +151,14 @@ type Prover interface {
 	Prove(ctx context.Context, pkg Package) (Provenance, error)
 }
 
+// BuiltOpener opens the bytes a build made, by their SHA-256. When the
+// Prover given to an audit implements it, the audit also checks that each
+// signed RPM holds exactly the header and payload of the package that was
+// built (only the signature header differs).
+type BuiltOpener interface {
+	OpenBuilt(sha256 string) (io.ReadCloser, error)
+}
+
 // Refusal is a package a publish refused, and why.
 type Refusal struct {
 	Path    string
@@ -965,9 +973,10 @@ type AuditSummary struct {
 
 // Audit proves again every package of every snapshot: the snapshot
 // verifies against keyring (signatures, sizes, checksums), each package
-// file has the size and SHA-256 its manifest records, and prover accepts
-// the bytes it was built as. It returns every finding; err is for a
-// repository that cannot be read.
+// file has the size and SHA-256 its manifest records, a .deb is the bytes
+// that were built and an RPM (when prover is a BuiltOpener) their header
+// and payload, and prover accepts the bytes it was built as. It returns
+// every finding; err is for a repository that cannot be read.
 func (d ReleaseDir) Audit(ctx context.Context, keyring openpgp.EntityList, prover Prover) ([]AuditFinding, AuditSummary, error) {
 	var sum AuditSummary
 	if prover == nil {
@@ -994,6 +1003,8 @@ func (d ReleaseDir) Audit(ctx context.Context, keyring openpgp.EntityList, prove
 			}
 			sum.Packages++
 			if err := checkServed(s.Dir, p); err != nil {
+				out = append(out, AuditFinding{Snapshot: s.ID, Path: p.Path, Err: err})
+			} else if err := checkBuilt(s.Dir, p, prover); err != nil {
 				out = append(out, AuditFinding{Snapshot: s.ID, Path: p.Path, Err: err})
 			}
 			perr, done := proofs[p.Source]
@@ -1047,3 +1058,73 @@ func decodeJSONStrict(data []byte, v any) error {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// checkBuilt checks that a package as served is the package as built: the
+// same bytes for a .deb; for an RPM, when the built bytes can be opened,
+// the same bytes after the signature header.
+func checkBuilt(dir string, p SnapshotPackage, prover Prover) error {
+	if p.Format == "deb" {
+		if p.SHA256 != p.Source {
+			return fmt.Errorf("served bytes (sha256 %s) are not those built (sha256 %s)", p.SHA256, p.Source)
+		}
+		return nil
+	}
+	bo, ok := prover.(BuiltOpener)
+	if !ok {
+		return nil
+	}
+	served, err := rpmContentFile(filepath.Join(dir, filepath.FromSlash(p.Path)))
+	if err != nil {
+		return err
+	}
+	rc, err := bo.OpenBuilt(p.Source)
+	if err != nil {
+		return fmt.Errorf("built package (sha256 %s): %w", p.Source, err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, maxBuiltRPM+1))
+	if err != nil {
+		return fmt.Errorf("built package (sha256 %s): %w", p.Source, err)
+	}
+	if len(data) > maxBuiltRPM {
+		return fmt.Errorf("built package (sha256 %s): larger than %d bytes", p.Source, maxBuiltRPM)
+	}
+	built, err := rpmContent(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		return fmt.Errorf("built package (sha256 %s): %w", p.Source, err)
+	}
+	if served != built {
+		return fmt.Errorf("header and payload (sha256 %s) are not those of the package built (sha256 %s)", served, built)
+	}
+	return nil
+}
+
+// maxBuiltRPM bounds the built RPM an audit reads into memory.
+const maxBuiltRPM = 4 << 30
+
+func rpmContentFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	return rpmContent(f, fi.Size())
+}
+
+// rpmContent is the SHA-256 of an RPM's main header and payload: what
+// signing leaves as it is.
+func rpmContent(r io.ReaderAt, size int64) (string, error) {
+	lay, _, err := readRPMHeaders(r, size)
+	if err != nil {
+		return "", err
+	}
+	in, err := hashReader(io.NewSectionReader(r, lay.hdrStart, size-lay.hdrStart))
+	if err != nil {
+		return "", err
+	}
+	return in.SHA256, nil
+}

@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -27,6 +30,19 @@ func (b builtProver) Prove(_ context.Context, p Package) (Provenance, error) {
 	return Provenance{}, fmt.Errorf("no build record made %s (sha256 %s)", p.Name, p.SHA256)
 }
 
+// builtFiles keeps the files a builtProver was told of, by SHA-256: the
+// artifact store's part.
+var builtFiles sync.Map
+
+// OpenBuilt opens the bytes a build made.
+func (b builtProver) OpenBuilt(sha string) (io.ReadCloser, error) {
+	p, ok := builtFiles.Load(sha)
+	if !ok {
+		return nil, fs.ErrNotExist
+	}
+	return os.Open(p.(string))
+}
+
 // built records the files as built from a commit.
 func (b builtProver) built(t testing.TB, paths ...string) {
 	t.Helper()
@@ -35,6 +51,7 @@ func (b builtProver) built(t testing.TB, paths ...string) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		builtFiles.Store(pkg.SHA256, p)
 		b[pkg.SHA256] = Provenance{Record: "rec-" + pkg.Name + "-" + pkg.EVR(), Project: "hello", Commit: strings.Repeat("a", 40), Branch: "main"}
 	}
 }
@@ -428,6 +445,20 @@ func TestReleaseRollbackDiffAudit(t *testing.T) {
 	findings, sum, err := d.Audit(t.Context(), kr, prover)
 	if err != nil || len(findings) != 0 || sum.Snapshots != 3 || sum.Packages != 6 {
 		t.Fatalf("audit: %v %+v %v", findings, sum, err)
+	}
+	// The artifact store holding other bytes than those b was signed
+	// from: the served RPM is not the built one.
+	var bSource string
+	for _, p := range s2.Packages {
+		if p.Name == "b" {
+			bSource = p.Source
+		}
+	}
+	builtFiles.Store(bSource, a2)
+	findings, _, err = d.Audit(t.Context(), kr, prover)
+	builtFiles.Store(bSource, b)
+	if err != nil || len(findings) != 1 || !strings.Contains(findings[0].String(), "000002/Packages/b/b-1-1.noarch.rpm: header and payload") {
+		t.Fatalf("audit of a package that is not the one built: %v %v", findings, err)
 	}
 	// A build record gone, a package file changed: both found.
 	delete(prover, s1.Packages[0].Source)

@@ -13,6 +13,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -48,6 +49,7 @@ type releaser struct {
 	dataDir  string
 	key      *repo.Key
 	records  *builder.Records
+	arts     *builder.Artifacts // where the built packages are
 	branches *branchChecker
 	// repoURL gives a project's own repository, where its branches are
 	// read; "" when unknown: then the build record's URL.
@@ -55,9 +57,25 @@ type releaser struct {
 	log     *slog.Logger
 }
 
-func newReleaser(e *env, key *repo.Key, records *builder.Records, log *slog.Logger) *releaser {
-	return &releaser{dataDir: e.dataDir, key: key, records: records, branches: newBranchChecker(filepath.Join(e.dataDir, "release-git")),
-		repoURL: configuredRepoURL(e.cfg), log: log}
+// newReleaser returns the releaser of e's data directory; close releases
+// it.
+func newReleaser(e *env, key *repo.Key, log *slog.Logger) (*releaser, error) {
+	arts, err := builder.NewArtifacts(filepath.Join(e.dataDir, "artifacts"))
+	if err != nil {
+		return nil, err
+	}
+	return &releaser{dataDir: e.dataDir, key: key, records: builder.NewRecords(e.db, nil, nil), arts: arts,
+		branches: newBranchChecker(filepath.Join(e.dataDir, "release-git")), repoURL: configuredRepoURL(e.cfg), log: log}, nil
+}
+
+func (rl *releaser) close() {
+	rl.branches.close()
+	rl.arts.Close()
+}
+
+// prover is the provenance rule of rc.
+func (rl *releaser) prover(rc releaseRepoConfig) *releaseProver {
+	return &releaseProver{repo: rc, records: rl.records, arts: rl.arts, branches: rl.branches, repoURL: rl.repoURL}
 }
 
 // configuredRepoURL gives the repository of a project the configuration
@@ -120,7 +138,7 @@ func (rl *releaser) publish(ctx context.Context, rc releaseRepoConfig, paths []s
 		if err != nil {
 			return nil, err
 		}
-		sum, err := r.Publish(ctx, files, &releaseProver{repo: rc, records: rl.records, branches: rl.branches, repoURL: rl.repoURL})
+		sum, err := r.Publish(ctx, files, rl.prover(rc))
 		o := releaseOutcome{Repo: rc.Name, Format: f, Dir: dir, Summary: sum}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -189,11 +207,20 @@ func packagesByFormat(paths []string) (map[string][]string, error) {
 type releaseProver struct {
 	repo     releaseRepoConfig
 	records  *builder.Records
+	arts     *builder.Artifacts
 	branches *branchChecker
 	repoURL  func(project string) string
 }
 
-var _ repo.Prover = (*releaseProver)(nil)
+var (
+	_ repo.Prover      = (*releaseProver)(nil)
+	_ repo.BuiltOpener = (*releaseProver)(nil)
+)
+
+// OpenBuilt opens a build's output in the artifact store.
+func (p *releaseProver) OpenBuilt(sha string) (io.ReadCloser, error) {
+	return p.arts.Open(sha)
+}
 
 // Prove finds a build record that made pkg's bytes and satisfies the rule;
 // without one, the error says what each record lacks.
@@ -520,7 +547,11 @@ func newReleasePublishCmd(log *slog.Logger) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("release key: %w", err)
 			}
-			rl := newReleaser(e, key, builder.NewRecords(e.db, nil, nil), log)
+			rl, err := newReleaser(e, key, log)
+			if err != nil {
+				return err
+			}
+			defer rl.close()
 			start := time.Now()
 			outs, err := rl.publish(cmd.Context(), rc, args[1:])
 			if err != nil {
@@ -754,7 +785,11 @@ func newReleaseAuditCmd(log *slog.Logger) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("release audit: keyring: %w", err)
 			}
-			rl := newReleaser(e, nil, builder.NewRecords(e.db, nil, nil), log)
+			rl, err := newReleaser(e, nil, log)
+			if err != nil {
+				return err
+			}
+			defer rl.close()
 			w := cmd.OutOrStdout()
 			bad := 0
 			for _, f := range rc.Formats {
@@ -762,8 +797,7 @@ func newReleaseAuditCmd(log *slog.Logger) *cobra.Command {
 				if !ok {
 					continue
 				}
-				prover := &releaseProver{repo: rc, records: rl.records, branches: rl.branches, repoURL: rl.repoURL}
-				findings, sum, err := d.Audit(cmd.Context(), keyring, prover)
+				findings, sum, err := d.Audit(cmd.Context(), keyring, rl.prover(rc))
 				if err != nil {
 					return err
 				}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -283,7 +284,12 @@ func TestStageRelease(t *testing.T) {
 		"ZUUL_URL": filepath.Dir(src), "ZUUL_PROJECT": "hello-sh", "ZUUL_BRANCH": "main", "ZUUL_REF": "refs/heads/main",
 		"ZUUL_COMMIT": head.Hash().String(), "ZUUL_UUID": uuid, "ZUUL_PIPELINE": "post"}}
 	funcs := st.funcs()
-	for _, stage := range []string{"build.deb", "release"} {
+	stages := []string{"build.deb", "release"}
+	if _, err := exec.LookPath("rpmbuild"); err == nil || os.Getenv("CI") == "true" {
+		pkgtest.NeedTool(t, "rpmbuild")
+		stages = []string{"build.deb", "build.rpm", "release"}
+	}
+	for _, stage := range stages {
 		run.Stage = stage
 		res, err := funcs[stage](t.Context(), run)
 		if err != nil || res.Outcome != jobs.Passed {
@@ -320,6 +326,19 @@ func TestStageRelease(t *testing.T) {
 	}
 	aptGetReads(t, curDir, "main", cur.Packages[0].Name+"="+cur.Packages[0].EVR())
 
+	if len(stages) == 3 {
+		rd := repo.ReleaseDir(filepath.Join(data, "releases", "hello-sh~main", "rpm"))
+		rcur, err := rd.Current()
+		if err != nil || rs[0].Data["snapshot_hello-sh~main_rpm"][0] != "000001" || len(rcur.Packages) == 0 || rcur.Packages[0].SHA256 == rcur.Packages[0].Source {
+			t.Fatalf("rpm release: %+v %v", rcur, err)
+		}
+	}
+	// The audit proves every package again, the RPMs against the
+	// unsigned packages the build stored.
+	if out, err := sluice(t, "release", "audit", "hello-sh~main", "--data-dir", data, "--config", conf); err != nil ||
+		!strings.Contains(out, "hello-sh~main/deb: 1 snapshots") || strings.Count(out, ", 0 findings") != len(stages)-1 {
+		t.Fatalf("audit: %v\n%s", err, out)
+	}
 	// Released again (a retry of the stage): nothing new, no new snapshot.
 	run.Attempt = 2
 	if res, err := funcs["release"](t.Context(), run); err != nil || res.Outcome != jobs.Passed {

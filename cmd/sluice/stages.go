@@ -407,7 +407,7 @@ func (s *stages) release(ctx context.Context, r jobs.Run) (jobs.Result, error) {
 		pkgs = append(pkgs, slices.DeleteFunc(ps, func(p string) bool { return strings.HasSuffix(p, ".src.rpm") })...)
 	}
 	configured := configuredRepoURL(s.env.cfg)
-	rl := &releaser{dataDir: s.env.dataDir, key: s.releaseKey, records: s.records,
+	rl := &releaser{dataDir: s.env.dataDir, key: s.releaseKey, records: s.records, arts: s.arts,
 		branches: newBranchChecker(filepath.Join(s.env.dataDir, "release-git")), log: s.log,
 		repoURL: func(project string) string {
 			if s.projectURL != nil {
