@@ -95,11 +95,15 @@ func (b BaseSpec) normal() BaseSpec {
 	return b
 }
 
+// baseFormat changes whenever what Prepare makes of a definition
+// changes, so that bases made before are prepared again.
+const baseFormat = "sluice base v2\n"
+
 // Key is the hash of the definition that names its prepared copy: a
 // changed definition is a new key, prepared again.
 func (b BaseSpec) Key() string {
 	data, _ := json.Marshal(b.normal())
-	sum := sha256.Sum256(append([]byte("sluice base v1\n"), data...))
+	sum := sha256.Sum256(append([]byte(baseFormat), data...))
 	return hex.EncodeToString(sum[:8])
 }
 

@@ -35,6 +35,14 @@ func (c *Bases) finishRPM(ctx context.Context, root string) error {
 	if err := os.MkdirAll(filepath.Join(root, "var/lib/rpm"), 0o755); err != nil {
 		return err
 	}
+	// Directories Fedora's filesystem package owns, that RPMs put files
+	// in without owning them: made here, so that a removal that leaves
+	// them is no leftover.
+	for _, d := range fedoraDirs {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			return err
+		}
+	}
 	if err := run(ctx, 5*time.Minute, nil, "chroot", root, "rpm", "--initdb"); err != nil {
 		return err
 	}
@@ -74,6 +82,11 @@ func (c *Bases) finishRPM(ctx context.Context, root string) error {
 	c.log.Info("base rpmdb registered", "provides", len(provides))
 	return nil
 }
+
+// fedoraDirs are directories of Fedora's filesystem package that a
+// Debian system lacks.
+var fedoraDirs = []string{"usr/share/licenses", "usr/lib/debug", "usr/lib/debug/.build-id", "usr/src/debug",
+	"etc/pki/rpm-gpg", "usr/share/metainfo", "usr/libexec", "usr/lib/sysimage"}
 
 // soRE matches a shared object's file name.
 var soRE = regexp.MustCompile(`\.so(\.[0-9.]+)?$`)

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluice-ci/sluice/internal/gittest"
+	"github.com/sluice-ci/sluice/internal/pkgtest"
+	"github.com/sluice-ci/sluice/jobs"
+	"github.com/sluice-ci/sluice/results"
+)
+
+// testBasesDir is where tests keep prepared bases, outside the repository
+// and between runs (as systest's tests do, with the same base).
+func testBasesDir(t *testing.T) string {
+	if d := os.Getenv("SLUICE_TEST_CACHE"); d != "" {
+		return d
+	}
+	d, err := os.UserCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(d, "sluice-test")
+}
+
+// needEnvironments skips (or under CI fails) where environments cannot
+// run: they need root and the namespace tools.
+func needEnvironments(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("environments need root, and CI runs as root")
+		}
+		t.Skip("environments need root")
+	}
+	for _, tool := range []string{"mmdebstrap", "unshare", "nsenter", "ip", "mount", "dpkg-buildpackage", "rpmbuild", "gcc"} {
+		pkgtest.NeedTool(t, tool)
+	}
+}
+
+// TestStageInstall builds the builder's two samples (hello-c, linked
+// against libc, and hello-sh, with maintainer scripts) as .debs and RPMs,
+// publishes them into the buildset's signed test repositories, and runs
+// the install stage on them: every package installs from the repository
+// with apt-get or dnf, passes its check, is removed and purged without
+// leftovers, and each is a result.
+func TestStageInstall(t *testing.T) {
+	needEnvironments(t)
+	git := t.TempDir()
+	for _, name := range []string{"hello-c", "hello-sh"} {
+		src, err := filepath.Abs(filepath.Join("..", "..", "builder", "testdata", "src", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := "refs/changes/45/12345/2"
+		if name == "hello-c" {
+			ref = "refs/changes/44/12344/1"
+		}
+		// The build fetches ZUUL_REF from every project, as Zuul's
+		// merger makes it in each.
+		refs := []string{ref, "refs/changes/45/12345/2"}
+		if _, err := (gittest.Repo{When: time.Unix(1793620800, 0), Refs: slices.Compact(refs)}).Commit(src, filepath.Join(git, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := t.TempDir()
+	conf := filepath.Join(t.TempDir(), "sluice.yaml")
+	writeTestFile(t, conf, "server:\n  url: http://ci.example.org\nsystest:\n  bases_dir: "+testBasesDir(t)+"\n"+
+		"  bases:\n  - name: sluice-test\n    suite: bookworm\n    rpm: true\n"+
+		"  install:\n    deb_base: sluice-test\n    rpm_base: sluice-test\n    step_timeout: 5m\n")
+	cmd := &cobra.Command{}
+	var sf storeFlags
+	sf.register(cmd.Flags())
+	if err := cmd.Flags().Parse([]string{"--data-dir", data, "--config", conf}); err != nil {
+		t.Fatal(err)
+	}
+	cmd.SetContext(t.Context())
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	e, err := sf.open(cmd, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.close()
+	st, err := newStages(e, 10*time.Minute, true, []string{"gcc", "make"}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const uuid = "7c0e2c1a5b7d4e3f9a1b2c3d4e5f6a70"
+	run := jobs.Run{Pipeline: "check", Buildset: uuid, Attempt: 1, Project: "hello-sh", Params: map[string]string{
+		"ZUUL_URL": git, "ZUUL_PROJECT": "hello-sh", "ZUUL_BRANCH": "main", "ZUUL_REF": "refs/changes/45/12345/2",
+		"ZUUL_UUID": uuid, "ZUUL_CHANGE": "12345", "ZUUL_PATCHSET": "2", "ZUUL_PIPELINE": "check",
+		"ZUUL_CHANGES": "hello-c:main:refs/changes/44/12344/1^hello-sh:main:refs/changes/45/12345/2"}}
+	funcs := st.funcs()
+	for _, stage := range []string{"build.deb", "build.rpm", "publish"} {
+		run.Stage = stage
+		res, err := funcs[stage](t.Context(), run)
+		if err != nil || res.Outcome != jobs.Passed {
+			if rs, _, _ := e.results.Results(t.Context(), results.Query{Outcomes: []string{"FAILED"}}); len(rs) > 0 {
+				t.Log(rs[0].Note)
+			}
+			t.Fatalf("%s: %+v %v", stage, res, err)
+		}
+	}
+	run.Stage = "install"
+	start := time.Now()
+	res, err := st.install(t.Context(), run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, _, err := e.results.Results(t.Context(), results.Query{Testcases: []string{"sluice.install"}, Limit: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range rs {
+		got = append(got, r.Outcome+" "+r.Data["item"][0])
+		if r.Outcome != "PASSED" {
+			t.Logf("%s: %s", r.Data["item"][0], r.Note)
+		}
+		if r.Data["type"][0] != "sluice_change" && !strings.HasPrefix(r.RefURL, "http://ci.example.org/artifacts/") {
+			t.Errorf("%s: log %q", r.Data["item"][0], r.RefURL)
+		}
+	}
+	slices.Sort(got)
+	t.Logf("install stage in %s: %s", time.Since(start).Round(time.Millisecond), strings.Join(got, ", "))
+	want := []string{
+		"PASSED hello-c-1.2-3~c12344.p1.x86_64", "PASSED hello-c-dbgsym_1.2-3~c12344.p1_amd64", "PASSED hello-c_1.2-3~c12344.p1_amd64",
+		"PASSED hello-sh-0.9-1~c12345.p2.noarch", "PASSED hello-sh_0.9-1~c12345.p2_all", "PASSED hello-sh~12345~2",
+	}
+	if res.Outcome != jobs.Passed || !slices.Equal(got, want) {
+		t.Errorf("install: %+v\n got %q\nwant %q", res, got, want)
+	}
+}
