@@ -32,7 +32,8 @@
 // "ls -l" is refused. A scenario that needs a shell says so explicitly,
 // run: [sh, -c, "..."]; scenarios are written by the project's maintainers
 // and reviewed like its code, but the text is still never built from
-// outside data (package names, versions, branch names) by sluice.
+// outside data (package names, versions, branch names) by sluice. To set
+// environment variables, use env(1): run: [env, LANG=C.UTF-8, my-test].
 //
 // Every error names the file and the line, and the step or node:
 // "scenario.yaml:12: step 3: node "db" is not declared". Parse returns

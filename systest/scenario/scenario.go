@@ -142,7 +142,9 @@ func (e *Error) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// Load reads and parses the scenario file at name.
+// Load reads and parses the scenario file at name. To read a scenario from
+// a checkout of a project's repository, open it through an os.Root of the
+// checkout (a symbolic link there must not lead elsewhere) and call Parse.
 func Load(name string) (*Scenario, error) {
 	f, err := os.Open(name)
 	if err != nil {
