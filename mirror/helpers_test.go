@@ -78,10 +78,16 @@ func newRelease(t testing.TB, format string, key *repo.Key) *release {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r.publish = func(ctx context.Context, p []string) error { _, err := a.Publish(ctx, p, repo.PublishOptions{}); return err }
+		r.publish = func(ctx context.Context, p []string) error {
+			_, err := a.Publish(ctx, p, repo.PublishOptions{})
+			return err
+		}
 	case "rpm":
 		rr := repo.NewRPM(r.work, key, discard)
-		r.publish = func(ctx context.Context, p []string) error { _, err := rr.Publish(ctx, p, repo.PublishOptions{}); return err }
+		r.publish = func(ctx context.Context, p []string) error {
+			_, err := rr.Publish(ctx, p, repo.PublishOptions{})
+			return err
+		}
 	}
 	return r
 }
@@ -192,6 +198,8 @@ func startRsyncd(t testing.TB) *rsyncd {
 		text := fmt.Sprintf(`uid = %d
 gid = %d
 use chroot = no
+reverse lookup = no
+socket options = TCP_NODELAY
 address = 127.0.0.1
 port = %d
 pid file = %s

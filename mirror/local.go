@@ -140,8 +140,8 @@ func (l *Local) Stage(ctx context.Context, snap Snapshot, keep *Snapshot, thorou
 }
 
 // copyTree copies the files of snap into dst: a hard link of the
-// snapshot's file, else of alt's file of the same path, size and mtime,
-// else a copy.
+// snapshot's file, else (for immutable files) of alt's file of the same
+// path, size and mtime, else a copy.
 func (l *Local) copyTree(ctx context.Context, snap Snapshot, files map[string]fileInfo, dst, alt string, p Progress) (Transfer, error) {
 	var t Transfer
 	names := sortedNames(files)
@@ -166,7 +166,7 @@ func (l *Local) copyTree(ctx context.Context, snap Snapshot, files map[string]fi
 			t.Files++
 			continue
 		}
-		if alt != "" {
+		if alt != "" && stepOf(snap.Format, rel) == stepContent {
 			if fi, err := os.Stat(filepath.Join(alt, filepath.FromSlash(rel))); err == nil &&
 				fi.Size() == files[rel].size && fi.ModTime().Equal(files[rel].mtime) {
 				if os.Link(filepath.Join(alt, filepath.FromSlash(rel)), to) == nil {
