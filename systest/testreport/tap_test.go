@@ -1,6 +1,7 @@
 package testreport
 
 import (
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -119,6 +120,39 @@ func TestTAPErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestTAPInputLimit(t *testing.T) {
+	t.Parallel()
+	line := "# " + strings.Repeat("c", 4094) + "\n"
+	in := io.MultiReader(strings.NewReader("1..1\nok 1\n"), &repeatReader{s: line, n: MaxInput/len(line) + 1})
+	_, err := ParseTAP(in)
+	if err == nil || !strings.Contains(err.Error(), "tap report larger than 67108864 bytes") {
+		t.Fatalf("error %v", err)
+	}
+	// Just under the limit is fine.
+	in = io.MultiReader(strings.NewReader("1..1\nok 1\n"), &repeatReader{s: line, n: MaxInput/len(line) - 1})
+	if _, err := ParseTAP(in); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// repeatReader yields s n times.
+type repeatReader struct {
+	s   string
+	n   int
+	off int
+}
+
+func (r *repeatReader) Read(p []byte) (int, error) {
+	if r.n == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.s[r.off:])
+	if r.off += n; r.off == len(r.s) {
+		r.off, r.n = 0, r.n-1
+	}
+	return n, nil
 }
 
 func FuzzTAP(f *testing.F) {
