@@ -120,8 +120,9 @@ func (o releaseOutcome) note() string {
 
 // publish publishes the packages in paths (files, or directories searched
 // for them) into each format of the release repository rc that they hold
-// packages of: one transaction per format. err is for what is nobody's
-// package's fault (the disk, the database, a cancelled context).
+// packages of: one transaction per format; packages of a format rc does
+// not have are left out. err is for what is nobody's package's fault (the
+// disk, the database, a cancelled context).
 func (rl *releaser) publish(ctx context.Context, rc releaseRepoConfig, paths []string) ([]releaseOutcome, error) {
 	byFormat, err := packagesByFormat(paths)
 	if err != nil {
@@ -150,12 +151,6 @@ func (rl *releaser) publish(ctx context.Context, rc releaseRepoConfig, paths []s
 			o.Err = err
 		}
 		out = append(out, o)
-	}
-	for f, files := range byFormat {
-		if len(files) > 0 && !slices.Contains(rc.Formats, f) {
-			out = append(out, releaseOutcome{Repo: rc.Name, Format: f,
-				Err: fmt.Errorf("%d .%s packages given, the repository has no %s format", len(files), f, f)})
-		}
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("release %s: no .deb or .rpm packages in %q", rc.Name, paths)
@@ -546,6 +541,15 @@ func newReleasePublishCmd(log *slog.Logger) *cobra.Command {
 			key, err := signingKey(e, "release-signing-key", e.cfg.Signing.ReleaseKey, e.cfg.Signing.ReleasePassphraseFile)
 			if err != nil {
 				return fmt.Errorf("release key: %w", err)
+			}
+			byFormat, err := packagesByFormat(args[1:])
+			if err != nil {
+				return err
+			}
+			for f, files := range byFormat {
+				if !slices.Contains(rc.Formats, f) {
+					return fmt.Errorf("release publish %s: %d .%s packages given, the repository has no %s format", rc.Name, len(files), f, f)
+				}
 			}
 			rl, err := newReleaser(e, key, log)
 			if err != nil {

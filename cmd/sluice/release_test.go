@@ -142,7 +142,8 @@ func TestReleaseProvenanceCLI(t *testing.T) {
 	data := t.TempDir()
 	conf := filepath.Join(t.TempDir(), "sluice.yaml")
 	writeTestFile(t, conf, "local:\n  projects:\n    - name: hello\n      path: "+dir+"\n"+
-		"releases:\n  keep: 3\n  repositories:\n    - name: stable\n      branch: main\n      projects: [hello]\n      origin: Example\n")
+		"releases:\n  keep: 3\n  repositories:\n    - name: stable\n      branch: main\n      projects: [hello]\n      origin: Example\n"+
+		"    - name: rpmonly\n      branch: main\n      projects: [hello]\n      formats: [rpm]\n")
 	e := releaseTestEnv(t, data, conf)
 	in := t.TempDir()
 	mk := func(d pkgtest.Deb) string {
@@ -161,6 +162,9 @@ func TestReleaseProvenanceCLI(t *testing.T) {
 	args := func(a ...string) []string { return append(a, "--data-dir", data, "--config", conf) }
 	current := filepath.Join(data, "releases", "stable", "deb", repo.ReleaseCurrent)
 
+	if out, err := sluice(t, args("release", "publish", "rpmonly", v1)...); err == nil || !strings.Contains(err.Error(), "1 .deb packages given, the repository has no deb format") {
+		t.Fatalf("deb into an rpm repository: %v\n%s", err, out)
+	}
 	// No record at all: made by hand.
 	out, err := sluice(t, args("release", "publish", "stable", v1)...)
 	if err == nil || !strings.Contains(out, "no build record: sluice did not build these bytes") {
