@@ -1,11 +1,11 @@
 // Package testreport parses the test reports that system test steps leave
 // behind into per-test results: JUnit XML (the Ant/Surefire dialect, with a
-// testsuites or a testsuite root), TAP (versions 12 to 14, testanything.org)
-// and subunit version 2 (the binary protocol of testing-cabal/subunit,
+// testsuites or a testsuite root), TAP (testanything.org: 12, which has no
+// version line, 13 and 14) and subunit version 2 (the binary protocol of testing-cabal/subunit,
 // described in the "Version 2" section of its README).
 //
 // Every parser reads untrusted bytes: it validates what it reads, bounds the
-// memory it uses (MaxInput, MaxTests, MaxDetails, MaxPacket) and returns an
+// memory it uses (MaxInput, MaxTests, MaxName, MaxDetails, MaxPacket) and returns an
 // error that names the line or byte offset where the input went wrong.
 // Text kept from a report (messages, tracebacks, attachments) is truncated,
 // never refused, when it passes the limits.
