@@ -1,7 +1,9 @@
 package systest
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -46,6 +48,7 @@ type ChrootEnv struct {
 	base    Base
 	overlay bool
 	keep    bool
+	resumed bool
 	log     *slog.Logger
 
 	holder  *exec.Cmd // unshare: holds the namespaces
@@ -99,9 +102,117 @@ func (c *Chroot) StartChroot(ctx context.Context, opts EnvOptions) (*ChrootEnv, 
 		return nil, err
 	}
 	e := &ChrootEnv{id: filepath.Base(dir), dir: dir, base: b, keep: opts.Keep, log: c.log, done: make(chan struct{}), unlock: unlock}
-	if err := e.start(ctx, c, opts); err != nil {
+	if err := e.start(ctx, c, opts, false); err != nil {
 		e.Close()
 		return nil, fmt.Errorf("chroot %s: %w", e.id, err)
+	}
+	return e, nil
+}
+
+// envRecord is what an environment's directory says of it (env.json),
+// so that a kept one can be entered again.
+type envRecord struct {
+	Base    string    `json:"base"` // the base's directory
+	Overlay bool      `json:"overlay"`
+	Created time.Time `json:"created"`
+}
+
+// recordFile is the name of an environment's record in its directory.
+const recordFile = "env.json"
+
+// ParseEnvRecord reads an environment's record.
+func ParseEnvRecord(data []byte) (base string, overlay bool, err error) {
+	var r envRecord
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return "", false, fmt.Errorf("environment record: %w", err)
+	}
+	if !filepath.IsAbs(r.Base) || filepath.Clean(r.Base) != r.Base {
+		return "", false, fmt.Errorf("environment record: base %q is not an absolute path", r.Base)
+	}
+	return r.Base, r.Overlay, nil
+}
+
+// Kept lists the environments kept under the back-end's directory: their
+// IDs and when they were made.
+func (c *Chroot) Kept() (map[string]time.Time, error) {
+	entries, err := os.ReadDir(c.workDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]time.Time{}
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "env-") {
+			continue
+		}
+		if info, err := e.Info(); err == nil {
+			out[e.Name()] = info.ModTime()
+		}
+	}
+	return out, nil
+}
+
+// Remove removes the kept environment id; one in use is refused.
+func (c *Chroot) Remove(ctx context.Context, id string) error {
+	dir, err := c.keptDir(id)
+	if err != nil {
+		return err
+	}
+	unlock, err := lockFile(ctx, filepath.Join(dir, ".lock"), unix.LOCK_EX, false)
+	if err != nil {
+		return fmt.Errorf("environment %s: in use: %w", id, err)
+	}
+	defer unlock()
+	return removeAtomic(dir)
+}
+
+func (c *Chroot) keptDir(id string) (string, error) {
+	if !strings.HasPrefix(id, "env-") || strings.ContainsAny(id, "/\\") || id != filepath.Base(id) {
+		return "", fmt.Errorf("environment %q: not an environment ID", id)
+	}
+	return filepath.Join(c.workDir, id), nil
+}
+
+// Resume starts the kept environment id again, for debugging: new
+// namespaces and processes on the files it left. It stays kept when
+// closed.
+func (c *Chroot) Resume(ctx context.Context, id string, opts EnvOptions) (*ChrootEnv, error) {
+	dir, err := c.keptDir(id)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(filepath.Join(dir, recordFile))
+	if err != nil {
+		return nil, fmt.Errorf("environment %s: %w", id, err)
+	}
+	baseDir, overlay, err := ParseEnvRecord(data)
+	if err != nil {
+		return nil, fmt.Errorf("environment %s: %w", id, err)
+	}
+	meta, err := os.ReadFile(filepath.Join(baseDir, metaFile))
+	if err != nil {
+		return nil, fmt.Errorf("environment %s: its base: %w", id, err)
+	}
+	b, err := ParseMeta(meta)
+	if err != nil {
+		return nil, fmt.Errorf("environment %s: its base: %w", id, err)
+	}
+	b.Dir = baseDir
+	unlock, err := lockFile(ctx, baseDir+".lock", unix.LOCK_SH, true)
+	if err != nil {
+		return nil, err
+	}
+	e := &ChrootEnv{id: id, dir: dir, base: b, keep: true, resumed: true, log: c.log, done: make(chan struct{}), unlock: unlock}
+	opts.Base = b
+	cc := *c
+	cc.NoOverlay = !overlay
+	if err := e.start(ctx, &cc, opts, true); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("chroot %s: %w", id, err)
 	}
 	return e, nil
 }
@@ -117,14 +228,21 @@ func checkEnvPath(p string) error {
 // overlaySafe says whether a path can go into overlayfs's mount options.
 func overlaySafe(p string) bool { return !strings.ContainsAny(p, ",:\\\n\x00") }
 
-func (e *ChrootEnv) start(ctx context.Context, c *Chroot, opts EnvOptions) error {
+func (e *ChrootEnv) start(ctx context.Context, c *Chroot, opts EnvOptions, resume bool) error {
 	root := filepath.Join(e.dir, "root")
 	upper, work := filepath.Join(e.dir, "upper"), filepath.Join(e.dir, "work")
 	for _, d := range []string{root, upper, work} {
-		if err := os.Mkdir(d, 0o755); err != nil {
+		if err := os.Mkdir(d, 0o755); err != nil && !(resume && errors.Is(err, fs.ErrExist)) {
 			return err
 		}
 	}
+	// One user of a directory at a time: Remove and Resume check.
+	unlockDir, err := lockFile(ctx, filepath.Join(e.dir, ".lock"), unix.LOCK_EX, false)
+	if err != nil {
+		return fmt.Errorf("in use: %w", err)
+	}
+	prev := e.unlock
+	e.unlock = func() { unlockDir(); prev() }
 	var mounted []string // host mount points, outermost first
 	defer func() {
 		// The namespace holds its own copies: the host's go.
@@ -143,7 +261,9 @@ func (e *ChrootEnv) start(ctx context.Context, c *Chroot, opts EnvOptions) error
 			e.log.Info("overlayfs refused; copying the base", "env", e.id, "err", err)
 		}
 	}
-	if !e.overlay {
+	if !e.overlay && resume {
+		e.changes = root
+	} else if !e.overlay {
 		// A reflink where the filesystem has them, else a copy; never
 		// hard links, which would let dpkg's in-place writes (logs,
 		// status) reach the base.
@@ -151,6 +271,13 @@ func (e *ChrootEnv) start(ctx context.Context, c *Chroot, opts EnvOptions) error
 			return err
 		}
 		e.changes = root
+	}
+	rec, err := json.Marshal(envRecord{Base: e.base.Dir, Overlay: e.overlay, Created: time.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(filepath.Join(e.dir, recordFile), rec, 0o644); err != nil {
+		return err
 	}
 	// Files first: written into the changes before anything runs.
 	if err := writeEnvFiles(e.changes, opts.Files); err != nil {
@@ -504,7 +631,7 @@ func (e *ChrootEnv) Close() error {
 	if e.unlock != nil {
 		e.unlock()
 	}
-	if !e.keep || e.holder == nil {
+	if !e.keep || (e.holder == nil && !e.resumed) {
 		if err := os.RemoveAll(e.dir); err != nil {
 			errs = append(errs, err)
 		}

@@ -269,3 +269,45 @@ func TestEnvEscape(t *testing.T) {
 	}
 	checkNoLeaks(t, ids, e.Dir())
 }
+
+// TestEnvKeepResume keeps an environment, enters it again with its
+// files, and removes it.
+func TestEnvKeepResume(t *testing.T) {
+	t.Parallel()
+	b := needBase(t)
+	c := NewChroot(t.TempDir(), testLog())
+	e, err := c.StartChroot(t.Context(), EnvOptions{Base: b, Keep: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runOut(t, e, "/bin/sh", "-c", "echo kept > /root/state")
+	id := e.ID()
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	kept, err := c.Kept()
+	if err != nil || len(kept) != 1 || kept[id].IsZero() {
+		t.Fatalf("kept: %v %v", kept, err)
+	}
+	r, err := c.Resume(t.Context(), id, EnvOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := envNamespaces(t, r)
+	if got := runOut(t, r, "cat", "/root/state"); got != "kept\n" {
+		t.Errorf("resumed: %q", got)
+	}
+	if err := c.Remove(t.Context(), id); err == nil {
+		t.Error("an environment in use was removed")
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Remove(t.Context(), id); err != nil {
+		t.Fatal(err)
+	}
+	checkNoLeaks(t, ids, r.Dir())
+	if _, err := c.Resume(t.Context(), "../etc", EnvOptions{}); err == nil {
+		t.Error("a path was taken for an environment ID")
+	}
+}

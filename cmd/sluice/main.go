@@ -53,6 +53,7 @@ func newRoot(log *slog.Logger) *cobra.Command {
 		newResultsCmd(log),
 		newChangeCmd(log),
 		newRetriggerCmd(log),
+		newEnvCmd(log),
 		newReleaseCmd(log),
 	)
 	return root

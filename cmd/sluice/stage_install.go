@@ -152,7 +152,7 @@ func (s *stages) install(ctx context.Context, r jobs.Run) (jobs.Result, error) {
 		return jobs.Result{}, fmt.Errorf("stage install: %w", err)
 	}
 	bases := systest.NewBases(cfg.basesDir(s.env.dataDir), s.log)
-	chroot := systest.NewChroot(filepath.Join(s.env.dataDir, "work", "envs"), s.log)
+	chroot := envChroot(s.env.dataDir, s.log)
 	link := artifactURL(s.env.cfg.Server.URL)
 	repoDir := filepath.Join(s.buildsetDir(sp.UUID), "repo")
 	var (
