@@ -31,6 +31,10 @@ var ErrBadPassphrase = errors.New("wrong passphrase for signing key")
 type Key struct {
 	entity *openpgp.Entity
 	signer *packet.PrivateKey
+	// public is the armored public key, serialized once: go-crypto's
+	// Signature.Serialize writes to the signature on its first call, so
+	// concurrent publishes with one key must not serialize it.
+	public []byte
 }
 
 // GenerateKey makes a new OpenPGP signing key for name and email and returns
@@ -113,7 +117,11 @@ func ReadKey(r io.Reader, passphrase []byte) (*Key, error) {
 	if sk.PrivateKey.Dummy() {
 		return nil, fmt.Errorf("read signing key %X: the secret part is not present (a stub)", e.PrimaryKey.Fingerprint)
 	}
-	return &Key{entity: e, signer: sk.PrivateKey}, nil
+	var pub bytes.Buffer
+	if err := armored(&pub, openpgp.PublicKeyType, e.Serialize); err != nil {
+		return nil, fmt.Errorf("read signing key %X: public key: %w", e.PrimaryKey.Fingerprint, err)
+	}
+	return &Key{entity: e, signer: sk.PrivateKey, public: pub.Bytes()}, nil
 }
 
 func (k *Key) config() *packet.Config {
@@ -151,7 +159,8 @@ func (k *Key) DetachSign(w io.Writer, r io.Reader) error {
 
 // WritePublic writes the armored public key.
 func (k *Key) WritePublic(w io.Writer) error {
-	return armored(w, openpgp.PublicKeyType, k.entity.Serialize)
+	_, err := w.Write(k.public)
+	return err
 }
 
 // ReadKeyring reads armored or binary OpenPGP public keys.
