@@ -634,10 +634,6 @@ func (r *Release) Publish(ctx context.Context, paths []string, prover Prover) (s
 		return sum, err
 	}
 	sum.Snapshot, sum.Created = m.snapshot(r.dir.SnapshotDir(id)), true
-	keptPath := map[string]bool{}
-	for _, e := range kept {
-		keptPath[e.Pool] = true
-	}
 	for _, p := range sum.Snapshot.Packages {
 		if p.Since == id {
 			sum.Added = append(sum.Added, p)
