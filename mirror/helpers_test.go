@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/sluice-ci/sluice/internal/pkgtest"
 	"github.com/sluice-ci/sluice/internal/proc"
+	"github.com/sluice-ci/sluice/mirror/mirrortest"
 	"github.com/sluice-ci/sluice/repo"
 	"github.com/sluice-ci/sluice/results"
 )
@@ -164,8 +163,7 @@ func freeze(t testing.TB, src, dst string) {
 	}
 }
 
-// rsyncd is an rsync daemon on a loopback port, serving one writable
-// module "m" (password protected) from a temporary directory.
+// rsyncd is a real rsync daemon for the test (mirrortest).
 type rsyncd struct {
 	dir      string // the module's directory: what the mirror serves
 	url      string // rsync://sluice@127.0.0.1:PORT/m/
@@ -174,83 +172,8 @@ type rsyncd struct {
 
 func startRsyncd(t testing.TB) *rsyncd {
 	t.Helper()
-	bin := pkgtest.NeedTool(t, "rsync")
-	base := t.TempDir()
-	mod := filepath.Join(base, "module")
-	if err := os.MkdirAll(mod, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	secrets, pwFile := filepath.Join(base, "secrets"), filepath.Join(base, "password")
-	if err := os.WriteFile(secrets, []byte("sluice:s3cret-test\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(pwFile, []byte("s3cret-test\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for try := 0; ; try++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		conf := filepath.Join(base, "rsyncd.conf")
-		text := fmt.Sprintf(`uid = %d
-gid = %d
-use chroot = no
-reverse lookup = no
-socket options = TCP_NODELAY
-address = 127.0.0.1
-port = %d
-pid file = %s
-log file = %s
-[m]
-path = %s
-read only = no
-auth users = sluice
-secrets file = %s
-`, os.Geteuid(), os.Getegid(), port, filepath.Join(base, "rsyncd.pid"), filepath.Join(base, "rsyncd.log"), mod, secrets)
-		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		cmd := proc.Command(ctx, bin, "--daemon", "--no-detach", "--config="+conf)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			cancel()
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		up := false
-		for range 200 {
-			if c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
-				c.Close()
-				up = true
-				break
-			}
-			select {
-			case <-exited:
-			case <-time.After(10 * time.Millisecond):
-				continue
-			}
-			break
-		}
-		if !up {
-			cancel()
-			<-exited
-			if try < 3 {
-				continue // the port was taken in between
-			}
-			t.Fatalf("rsync --daemon did not start: %s", stderr.String())
-		}
-		t.Cleanup(func() {
-			cancel()
-			<-exited
-		})
-		return &rsyncd{dir: mod, url: fmt.Sprintf("rsync://sluice@127.0.0.1:%d/m/", port), password: pwFile}
-	}
+	d := mirrortest.New(t)
+	return &rsyncd{dir: d.Dir, url: d.URL, password: d.PasswordFile}
 }
 
 // recorded collects the results a Syncer records.

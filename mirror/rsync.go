@@ -1,12 +1,10 @@
 package mirror
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -186,33 +184,18 @@ func (r *Rsync) run(ctx context.Context, step string, total int64, p Progress, a
 	}
 	cmd.Env = env
 	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return Transfer{}, err
+	out := &outputLines{report: func(done int64) { p.report(r.name, step, done, total) }}
+	cmd.Stdout, cmd.Stderr = out, &stderr
+	// A pulling rsync forks; if one of the two is killed, the other may
+	// hold the output open: Wait gives up on it after a moment, and the
+	// group goes.
+	cmd.WaitDelay = time.Second
+	err := cmd.Run()
+	if cmd.Process != nil {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
-	if err := cmd.Start(); err != nil {
-		return Transfer{}, fmt.Errorf("target %s: %s: %w", r.name, step, err)
-	}
-	var stats bytes.Buffer
-	var done int64
-	sc := bufio.NewScanner(out)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if bytes.HasPrefix(line, []byte(outPrefix)) {
-			done++
-			if done%64 == 0 {
-				p.report(r.name, step, done, total)
-			}
-			continue
-		}
-		stats.Write(line)
-		stats.WriteByte('\n')
-	}
-	io.Copy(io.Discard, out)
-	err = cmd.Wait()
-	p.report(r.name, step, max(done, total), total)
+	out.flush()
+	p.report(r.name, step, max(out.done, total), total)
 	if err != nil {
 		msg := strings.TrimSpace(stderr.String())
 		if len(msg) > 2000 {
@@ -220,11 +203,59 @@ func (r *Rsync) run(ctx context.Context, step string, total int64, p Progress, a
 		}
 		return Transfer{}, fmt.Errorf("target %s: %s: rsync: %w: %s", r.name, step, err, msg)
 	}
-	t, err := ParseStats(stats.Bytes())
+	t, err := ParseStats(out.stats.Bytes())
 	if err != nil {
 		return Transfer{}, fmt.Errorf("target %s: %s: %w", r.name, step, err)
 	}
 	return t, nil
+}
+
+// outputLines reads rsync's standard output: it counts the lines naming
+// a transferred file (reporting every 64) and keeps the others, the
+// statistics.
+type outputLines struct {
+	partial []byte
+	stats   bytes.Buffer
+	done    int64
+	report  func(done int64)
+}
+
+func (o *outputLines) Write(b []byte) (int, error) {
+	n := len(b)
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			if len(o.partial) < 1<<20 {
+				o.partial = append(o.partial, b...)
+			}
+			break
+		}
+		o.line(append(o.partial, b[:i]...))
+		o.partial = o.partial[:0]
+		b = b[i+1:]
+	}
+	return n, nil
+}
+
+func (o *outputLines) line(l []byte) {
+	if bytes.HasPrefix(l, []byte(outPrefix)) {
+		o.done++
+		if o.done%64 == 0 {
+			o.report(o.done)
+		}
+		return
+	}
+	if o.stats.Len() < 1<<20 {
+		o.stats.Write(l)
+		o.stats.WriteByte('\n')
+	}
+}
+
+func (o *outputLines) flush() {
+	if len(o.partial) > 0 {
+		o.line(o.partial)
+		o.partial = nil
+	}
 }
 
 // outPrefix marks the lines of rsync's output that name a transferred file.
