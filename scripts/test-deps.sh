@@ -20,6 +20,7 @@ need=(
   mmdebstrap     # prepares the base systems of test environments
   debootstrap    # the benchmark's reference for a fresh base system
   iproute2       # ip netns / veth for multi-node system tests
+  openssh-server # sshd on loopback: the ssh back-end of test environments
   rsync          # mirror targets: rsync --daemon on loopback
   gearman-job-server # gearmand, for distributed stage execution
   gearman-tools  # the gearman command-line client (Zuul v2-style jobs to a worker)
