@@ -226,7 +226,7 @@ func (c *Bases) Prepare(ctx context.Context, spec BaseSpec, force bool) (Base, e
 	}
 	b := Base{Spec: spec, Key: spec.Key(), Created: time.Now().UTC().Truncate(time.Second), Size: size,
 		Seconds: time.Since(start).Seconds()}
-	meta, err := json.MarshalIndent(b, "", "  ")
+	meta, err := jsonMarshal(b)
 	if err != nil {
 		return Base{}, err
 	}
@@ -442,3 +442,9 @@ func output(ctx context.Context, timeout time.Duration, stdin io.Reader, name st
 	}
 	return out.Bytes(), nil
 }
+
+// lockShared is how an environment holds its base.
+const lockShared = unix.LOCK_SH
+
+// jsonMarshal is the metadata's encoding.
+func jsonMarshal(b Base) ([]byte, error) { return json.MarshalIndent(b, "", "  ") }

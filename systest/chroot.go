@@ -92,7 +92,7 @@ func (c *Chroot) StartChroot(ctx context.Context, opts EnvOptions) (*ChrootEnv, 
 	if err := os.MkdirAll(c.workDir, 0o755); err != nil {
 		return nil, err
 	}
-	unlock, err := lockFile(ctx, b.Dir+".lock", unix.LOCK_SH, true)
+	unlock, err := lockFile(ctx, b.Dir+".lock", lockShared, true)
 	if err != nil {
 		return nil, fmt.Errorf("chroot: base %s: %w", b.Spec.Name, err)
 	}

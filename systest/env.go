@@ -27,7 +27,8 @@ type EnvOptions struct {
 	// Base is the prepared base system (the chroot back-end).
 	Base Base
 	// NetNS is the path of an existing network namespace to run in
-	// (/run/netns/NAME); empty, a new one with only loopback.
+	// (/run/netns/NAME), set up by the caller; empty, a new one with
+	// only loopback, up.
 	NetNS string
 	// Mounts are host directories or files bound into the environment.
 	Mounts []Mount

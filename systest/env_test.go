@@ -311,3 +311,35 @@ func TestEnvKeepResume(t *testing.T) {
 		t.Error("a path was taken for an environment ID")
 	}
 }
+
+// TestEnvNamedNetNS runs an environment in a network namespace made
+// with ip netns, as multi-node tests hand them over: it is joined, not
+// made, and outlives the environment.
+func TestEnvNamedNetNS(t *testing.T) {
+	t.Parallel()
+	b := needBase(t)
+	name := "sluice-systest-" + strconv.Itoa(os.Getpid())
+	hostRun(t, "", "ip", "netns", "add", name)
+	defer hostRun(t, "", "ip", "netns", "delete", name)
+	hostRun(t, "", "ip", "-n", name, "link", "add", "sl0", "type", "veth", "peer", "name", "sl1")
+	e, err := NewChroot(t.TempDir(), testLog()).StartChroot(t.Context(), EnvOptions{Base: b, NetNS: "/run/netns/" + name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if got := runOut(t, e, "cat", "/proc/net/dev"); !strings.Contains(got, "sl0:") {
+		t.Errorf("the environment is not in %s:\n%s", name, got)
+	}
+	ids := envNamespaces(t, e)
+	delete(ids, "net") // the named namespace is the caller's
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkNoLeaks(t, ids, e.Dir())
+	if _, err := os.Stat("/run/netns/" + name); err != nil {
+		t.Errorf("the named namespace went with the environment: %v", err)
+	}
+	if _, err := NewChroot(t.TempDir(), testLog()).StartChroot(t.Context(), EnvOptions{Base: b, NetNS: "/run/netns/none-such"}); err == nil {
+		t.Error("a missing namespace was accepted")
+	}
+}
