@@ -320,7 +320,8 @@ func listFile(dir, name string, names []string) (string, error) {
 	return p, os.WriteFile(p, b.Bytes(), 0o644)
 }
 
-// Begin implements [Target]: the lock file goes up first.
+// Begin implements [Target]: the lock file goes up first, making the
+// destination's directory if need be.
 func (r *Rsync) Begin(ctx context.Context, snap Snapshot) (func(context.Context) error, error) {
 	dir, clean, err := r.scratch()
 	if err != nil {
@@ -331,7 +332,7 @@ func (r *Rsync) Begin(ctx context.Context, snap Snapshot) (func(context.Context)
 	if err := os.WriteFile(filepath.Join(dir, r.lockName()), body, 0o644); err != nil {
 		return nil, err
 	}
-	if _, err := r.run(ctx, "lock", 1, nil, "-lpt", "--ignore-times", dir+"/"+r.lockName(), r.cfg.Dest); err != nil {
+	if _, err := r.run(ctx, "lock", 1, nil, "-lpt", "--ignore-times", "--mkpath", dir+"/"+r.lockName(), r.cfg.Dest); err != nil {
 		return nil, err
 	}
 	return func(ctx context.Context) error {

@@ -41,6 +41,8 @@ type config struct {
 	Systest systestConfig `yaml:"systest"`
 	// Releases are the release repositories (config_release.go).
 	Releases releasesConfig `yaml:"releases"`
+	// Mirrors are the release repositories' mirror targets (config_mirror.go).
+	Mirrors mirrorsConfig `yaml:"mirrors"`
 }
 
 // pipelineConf is the gating engine's section.
@@ -205,6 +207,9 @@ func (c *config) Validate() error {
 		return fmt.Errorf("pipeline: workers: %d is not 0 (default) to 256", c.Pipeline.Workers)
 	}
 	if err := c.Releases.Validate(); err != nil {
+		return err
+	}
+	if err := c.Mirrors.Validate(); err != nil {
 		return err
 	}
 	if c.Results.External != nil {
