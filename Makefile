@@ -33,6 +33,7 @@ bench: deps
 	$(GO) run ./internal/cmd/gatesim
 	$(GO) run ./internal/cmd/gatesim
 	$(GO) run ./internal/cmd/resultsbench
+	$(GO) run ./internal/cmd/envbench
 
 clean:
 	rm -rf bin $(RUNDIR)

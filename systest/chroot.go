@@ -393,7 +393,8 @@ func (e *ChrootEnv) startHolder(ctx context.Context, root, netns string) error {
 	}()
 	deadline := time.Now().Add(startTimeout)
 	for {
-		if pid := childOf(cmd.Process.Pid); pid > 0 {
+		// The child has set up its root and /proc once it runs sleep.
+		if pid := childOf(cmd.Process.Pid); pid > 0 && isInit(pid) {
 			fd, err := unix.PidfdOpen(pid, 0)
 			if err != nil {
 				return fmt.Errorf("pidfd of init %d: %w", pid, err)
@@ -412,7 +413,7 @@ func (e *ChrootEnv) startHolder(ctx context.Context, root, netns string) error {
 			return errors.New("unshare: no init after " + startTimeout.String())
 		}
 	}
-	// The child exists, so unshare(2) is done and the namespace has its
+	// The init runs, so unshare(2) is done and the namespace has its
 	// copy of the mounts: the host's can go (the deferred unmounts).
 	if err := e.protectProc(ctx, root); err != nil {
 		return fmt.Errorf("read-only /proc: %w", err)
@@ -451,6 +452,12 @@ func (e *ChrootEnv) protectProc(ctx context.Context, root string) error {
 		}
 	}
 	return nil
+}
+
+// isInit says whether pid runs the environment's init yet.
+func isInit(pid int) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	return err == nil && string(data) == "/bin/sleep\x00infinity\x00"
 }
 
 // childOf returns a child of pid, or 0.

@@ -281,7 +281,10 @@ func (t *installRun) deb(ctx context.Context, pkg PackageRef, opts InstallOption
 	}
 	files := parseFileList(list.Bytes())
 	t.step("check")
-	if ok, err := t.run(ctx, "remove", nil, "apt-get", "remove", "-y", "-q", pkg.Name); !ok {
+	// dpkg itself removes (prerm, postrm remove), without loading APT's
+	// cache again; apt-get purges, and takes the dependencies installed
+	// for the package.
+	if ok, err := t.run(ctx, "remove", nil, "dpkg", "--remove", pkg.Name); !ok {
 		return err
 	}
 	t.step("remove")
@@ -303,9 +306,9 @@ func (t *installRun) deb(ctx context.Context, pkg PackageRef, opts InstallOption
 func (t *installRun) rpm(ctx context.Context, pkg PackageRef, opts InstallOptions) error {
 	dnf := []string{"dnf", "-y", "-q", "--setopt=reposdir=" + dnfReposDir, "--releasever=sluice",
 		"--setopt=install_weak_deps=False", "--setopt=keepcache=False"}
-	if ok, err := t.run(ctx, "setup", nil, append(dnf, "makecache")...); !ok {
-		return err
-	}
+	// No makecache first: dnf install reads the metadata (and imports
+	// the key) itself, and what it writes doing so lies in its cache
+	// and the rpmdb, not among leftovers.
 	before, err := t.env.Changes()
 	if err != nil {
 		return err
