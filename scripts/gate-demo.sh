@@ -81,4 +81,7 @@ echo "Stage and buildset outcomes (sluice results list --config $gate/sluice.yam
 s results list --limit 40
 echo
 echo "Release repositories, signed with $gate/data/keys/release-signing-key.pub.asc:"
-find "$gate/data/repos" -maxdepth 3 -mindepth 3 -type d | sed 's/^/  /'
+find "$gate/data/releases" -mindepth 3 -maxdepth 3 -name current | sed 's/^/  /'
+echo
+echo "Release snapshots (sluice release list hello-sh~main):"
+s release list 'hello-sh~main'
