@@ -321,7 +321,7 @@ func (t *installRun) rpm(ctx context.Context, pkg PackageRef, opts InstallOption
 			target += "." + pkg.Arch
 		}
 	}
-	if ok, err := t.run(ctx, "install", nil, append(dnf, "install", target)...); !ok {
+	if ok, err := t.dnf(ctx, "install", append(dnf, "install", target)); !ok {
 		return err
 	}
 	t.step("install")
@@ -340,7 +340,7 @@ func (t *installRun) rpm(ctx context.Context, pkg PackageRef, opts InstallOption
 	}
 	files := parseFileList(list.Bytes())
 	t.step("check")
-	if ok, err := t.run(ctx, "remove", nil, append(dnf, "remove", pkg.Name)...); !ok {
+	if ok, err := t.dnf(ctx, "remove", append(dnf, "remove", pkg.Name)); !ok {
 		return err
 	}
 	if err := t.env.Run(ctx, Command{Args: []string{"rpm", "-q", pkg.Name}, Timeout: t.timeout}); err == nil {
@@ -349,6 +349,24 @@ func (t *installRun) rpm(ctx context.Context, pkg PackageRef, opts InstallOption
 	}
 	t.step("remove")
 	return t.leftovers(before, files)
+}
+
+// scriptletFailed matches what rpm and dnf print of a failed scriptlet:
+// rpm counts it as an error but keeps the transaction, and dnf exits 0.
+var scriptletFailed = regexp.MustCompile(`(?m)(^warning: %[a-z]+\(.*\) scriptlet failed|^Error in [A-Z]+ scriptlet in rpm package)`)
+
+// dnf runs a dnf transaction as step; a failed scriptlet fails it.
+func (t *installRun) dnf(ctx context.Context, step string, args []string) (bool, error) {
+	from := len(t.rep.Log)
+	ok, err := t.run(ctx, step, nil, args...)
+	if !ok || err != nil {
+		return ok, err
+	}
+	if m := scriptletFailed.Find(t.rep.Log[min(from, len(t.rep.Log)):]); m != nil {
+		t.fail(step, string(m))
+		return false, nil
+	}
+	return true, nil
 }
 
 // custom runs the configured check script, if any.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"io"
 	"log/slog"
 	"os"
@@ -14,8 +15,11 @@ import (
 
 	"github.com/sluice-ci/sluice/internal/gittest"
 	"github.com/sluice-ci/sluice/internal/pkgtest"
+	"github.com/sluice-ci/sluice/internal/proc"
 	"github.com/sluice-ci/sluice/jobs"
+	"github.com/sluice-ci/sluice/repo"
 	"github.com/sluice-ci/sluice/results"
+	"github.com/sluice-ci/sluice/systest"
 )
 
 // testBasesDir is where tests keep prepared bases, outside the repository
@@ -137,5 +141,78 @@ func TestStageInstall(t *testing.T) {
 	}
 	if res.Outcome != jobs.Passed || !slices.Equal(got, want) {
 		t.Errorf("install: %+v\n got %q\nwant %q", res, got, want)
+	}
+}
+
+// TestInstallRPMs runs the install test on RPMs published by package repo
+// (signed, as the publish stage signs them): one whose automatic
+// dependencies (a soname, /bin/sh) the base provides, one that asks for
+// a Fedora package name the Debian base cannot honour, one whose %post
+// fails, and one whose %preun fails.
+func TestInstallRPMs(t *testing.T) {
+	needEnvironments(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	base, err := systest.NewBases(testBasesDir(t), log).Prepare(t.Context(), systest.BaseSpec{Name: "sluice-test", Suite: "bookworm", RPM: true}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := t.TempDir()
+	var paths []string
+	for _, s := range []struct{ name, requires, post, preun string }{
+		{"sluice-rpm-good", "Requires: libc.so.6()(64bit)\nRequires: /bin/sh", "exit 0", ""},
+		{"sluice-rpm-fedora", "Requires: glibc", "", ""},
+		{"sluice-rpm-bad-post", "", "echo broken >&2; exit 1", ""},
+		{"sluice-rpm-bad-preun", "", "", "exit 1"},
+	} {
+		spec := "Name: " + s.name + "\nVersion: 1.0\nRelease: 1\nSummary: install test\nLicense: MIT\nBuildArch: noarch\n" + s.requires +
+			"\n%description\ninstall test package\n%install\nmkdir -p %{buildroot}/usr/share\necho data > %{buildroot}/usr/share/" + s.name + ".data\n" +
+			"%files\n/usr/share/" + s.name + ".data\n"
+		if s.post != "" {
+			spec += "%post\n" + s.post + "\n"
+		}
+		if s.preun != "" {
+			spec += "%preun\n" + s.preun + "\n"
+		}
+		top := t.TempDir()
+		writeTestFile(t, filepath.Join(top, s.name+".spec"), spec)
+		cmd := proc.Command(t.Context(), "rpmbuild", "--define", "_topdir "+top, "--define", "_rpmdir "+in, "--define", "_build_name_fmt %%{NAME}.rpm",
+			"-bb", filepath.Join(top, s.name+".spec"))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("rpmbuild %s: %v\n%s", s.name, err, out)
+		}
+		paths = append(paths, filepath.Join(in, s.name+".rpm"))
+	}
+	priv, _, err := repo.GenerateKey("install test", "t@example.org", repo.Ed25519, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := repo.ReadKey(bytes.NewReader(priv), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pub bytes.Buffer
+	if err := key.WritePublic(&pub); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "rpm")
+	if _, err := repo.NewRPM(dir, key, log).Publish(t.Context(), paths, repo.PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c := envChroot(t.TempDir(), log)
+	want := map[string]string{"sluice-rpm-good": "", "sluice-rpm-fedora": "install", "sluice-rpm-bad-post": "install", "sluice-rpm-bad-preun": "remove"}
+	for name, step := range want {
+		t.Run(name, func(t *testing.T) {
+			rep, err := systest.InstallTest(t.Context(), c, base, systest.Repo{Format: "rpm", Dir: dir, Key: pub.Bytes()},
+				systest.PackageRef{Name: name, Version: "1.0-1", Arch: "noarch"}, systest.InstallOptions{StepTimeout: 2 * time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Step != step || (step == "") != (rep.Outcome == systest.Passed) {
+				t.Errorf("%s at %q (%s), want the step %q\n%s", rep.Outcome, rep.Step, rep.Reason, step, rep.Log)
+			}
+		})
+	}
+	if kept, err := c.Kept(); err != nil || len(kept) != 0 {
+		t.Errorf("environments left: %v %v", kept, err)
 	}
 }
