@@ -226,6 +226,24 @@ func TestInstallDeb(t *testing.T) {
 			t.Logf("%s: %s in %s: %s", p.name, rep.Outcome, rep.Duration.Round(time.Millisecond), strings.Join(steps, " "))
 		})
 	}
+	// The project's check script: run with the package's name, its
+	// status decides.
+	for name, script := range map[string]string{"passes": "#!/bin/sh\ntest -s /usr/share/$1/data\n", "fails": "#!/bin/sh\necho no >&2\nexit 3\n"} {
+		t.Run("check-"+name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "check")
+			if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := InstallTest(t.Context(), c, b, repo, PackageRef{Name: "sluice-good", Version: "1.0-1"}, InstallOptions{Check: path})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (name == "passes") != (rep.Outcome == Passed) || (name == "fails" && rep.Step != "check") {
+				t.Errorf("%s at %q: %s\n%s", rep.Outcome, rep.Step, rep.Reason, rep.Log)
+			}
+		})
+	}
 	t.Cleanup(func() {
 		if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("a maintainer script wrote %s on the host", marker)
