@@ -34,6 +34,7 @@ bench: deps
 	$(GO) run ./internal/cmd/gatesim
 	$(GO) run ./internal/cmd/resultsbench
 	$(GO) run ./internal/cmd/envbench
+	$(GO) run ./internal/cmd/mirrorbench
 
 clean:
 	rm -rf bin $(RUNDIR)
