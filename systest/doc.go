@@ -14,14 +14,27 @@
 //     init, which takes every process in it, and with the last process the
 //     mount namespace and every mount in it go too: the host's mount table
 //     holds the environment's mounts only for the moment it starts.
+//     What runs inside has a capability bounding set without sys_admin,
+//     sys_chroot, mknod, sys_module, sys_rawio, sys_ptrace and their
+//     like (set with the base's setpriv), and /proc/sys and the kernel's
+//     other global knobs are read-only: a maintainer script cannot mount,
+//     leave the root, make a disk's device node or reach the host's
+//     processes. If sluice itself dies, the holder of the namespaces is
+//     killed with it (PR_SET_PDEATHSIG) and takes the environment along;
+//     only its directory stays, for `sluice env prune`.
 //   - [SSH] runs commands on an existing host with golang.org/x/crypto/ssh,
 //     for sites that test on real machines (Fedora or RHEL hosts for RPMs).
 //
 // [InstallTest] installs one binary package from a buildset's signed test
 // repository into a fresh environment with the distribution's own tool
 // (apt-get with signed-by and a pin of 1001; dnf with gpgcheck, repo_gpgcheck
-// and priority 1), checks it, removes and purges it, and reports what was
-// left behind.
+// and priority 1), checks it (dpkg --verify or rpm -V, or the project's
+// script), removes it (dpkg --remove; dnf remove) and purges it (apt-get
+// purge --autoremove), and reports what was left behind: the paths new
+// in the environment's changes since before the install, outside the
+// package tools' own directories and logs. A failed maintainer script or
+// scriptlet fails its step (rpm only warns of a failed %post, and dnf
+// exits 0: the install test reads their output).
 //
 // What the RPM side proves, and what it does not: the base carries Debian's
 // rpm and dnf, and its rpmdb holds one generated package,
