@@ -49,10 +49,12 @@
 // with the [SSH] back-end.
 //
 // The environments are offline: a fresh network namespace holds only a
-// loopback interface. A base keeps the APT lists of its Debian mirror from
-// the time it was prepared, so apt resolves dependencies against the
-// Debian packages the base holds or the test repository; a dependency
-// outside both fails the install with apt's own message, and the fix is to
-// add it to the base's package list. Tests are thus repeatable and never
-// depend on the network once the base is prepared.
+// loopback interface, so apt and dnf install from the test repository
+// and from what the base already holds, and a dependency outside both
+// fails the install with the tool's own message (the fix: add it to the
+// base's package list). Tests are thus repeatable and never depend on the
+// network once the base is prepared. A base keeps the APT lists of its
+// mirror from the time it was prepared, so that an environment run in a
+// network namespace that reaches the mirror (EnvOptions.NetNS, set up by
+// the caller) can install Debian dependencies the base lacks.
 package systest
