@@ -142,6 +142,12 @@ func TestStageInstall(t *testing.T) {
 	if res.Outcome != jobs.Passed || !slices.Equal(got, want) {
 		t.Errorf("install: %+v\n got %q\nwant %q", res, got, want)
 	}
+	if kept, err := envChroot(data, log).Kept(); err != nil || len(kept) != 0 {
+		t.Errorf("environments left: %v %v", kept, err)
+	}
+	if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), data) {
+		t.Errorf("mounts left:\n%s", mi)
+	}
 }
 
 // TestInstallRPMs runs the install test on RPMs published by package repo
