@@ -253,6 +253,11 @@ func (e *ChrootEnv) start(ctx context.Context, c *Chroot, opts EnvOptions, resum
 		}
 	}()
 	if !c.NoOverlay && overlaySafe(e.base.Root()) && overlaySafe(e.dir) {
+		// Files go into the upper directory before the mount: overlayfs
+		// does not promise to see changes made below it while mounted.
+		if err := writeEnvFiles(upper, opts.Files); err != nil {
+			return err
+		}
 		data := "lowerdir=" + e.base.Root() + ",upperdir=" + upper + ",workdir=" + work
 		if err := unix.Mount("overlay", root, "overlay", 0, data); err == nil {
 			e.overlay, e.changes = true, upper
@@ -279,9 +284,11 @@ func (e *ChrootEnv) start(ctx context.Context, c *Chroot, opts EnvOptions, resum
 	if err := writeAtomic(filepath.Join(e.dir, recordFile), rec, 0o644); err != nil {
 		return err
 	}
-	// Files first: written into the changes before anything runs.
-	if err := writeEnvFiles(e.changes, opts.Files); err != nil {
-		return err
+	if !e.overlay {
+		// Files first: written into the copy before anything runs.
+		if err := writeEnvFiles(root, opts.Files); err != nil {
+			return err
+		}
 	}
 	rr, err := os.OpenRoot(root)
 	if err != nil {

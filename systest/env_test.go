@@ -275,7 +275,17 @@ func TestEnvEscape(t *testing.T) {
 func TestEnvKeepResume(t *testing.T) {
 	t.Parallel()
 	b := needBase(t)
-	c := NewChroot(t.TempDir(), testLog())
+	for _, copyMode := range []bool{false, true} {
+		t.Run(map[bool]string{false: "overlay", true: "copy"}[copyMode], func(t *testing.T) {
+			t.Parallel()
+			c := NewChroot(t.TempDir(), testLog())
+			c.NoOverlay = copyMode
+			testKeepResume(t, c, b)
+		})
+	}
+}
+
+func testKeepResume(t *testing.T, c *Chroot, b Base) {
 	e, err := c.StartChroot(t.Context(), EnvOptions{Base: b, Keep: true})
 	if err != nil {
 		t.Fatal(err)
