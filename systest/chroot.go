@@ -96,6 +96,11 @@ func (c *Chroot) StartChroot(ctx context.Context, opts EnvOptions) (*ChrootEnv, 
 	if err != nil {
 		return nil, fmt.Errorf("chroot: base %s: %w", b.Spec.Name, err)
 	}
+	// Held now, it cannot go; it may have gone while we waited (pruned).
+	if _, err := os.Stat(filepath.Join(b.Dir, metaFile)); err != nil {
+		unlock()
+		return nil, fmt.Errorf("chroot: base %s: %w", b.Spec.Name, err)
+	}
 	dir, err := os.MkdirTemp(c.workDir, "env-")
 	if err != nil {
 		unlock()
