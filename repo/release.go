@@ -8,19 +8,22 @@ package repo
 //	                         files hard links into R/pool-store, and its
 //	                         manifest in .sluice/snapshot.json
 //	R/snapshots/.tmp-*       a snapshot being built (never listed)
+//	R/snapshots/.trash-*     a snapshot being pruned (never listed)
 //	R/pool-store/sha256/xx/<sha256>
 //	                         every package file ever published, named by
 //	                         the SHA-256 of its bytes as served (RPMs signed)
 //	R/current -> snapshots/ID
 //	                         switched by renaming a new symlink over it
-//	R/.sluice/lock           one publish or rollback at a time
+//	R/.sluice/lock           one publish, rollback or prune at a time
 //
 // A snapshot ID is the publication's sequence number, six decimal digits
 // (000001, 000002, ...): IDs sort in publication order as strings, and a
 // release repository holds at most 999,999 snapshots. A snapshot is
 // renamed into snapshots/ whole, then current is switched: a crash between
 // the two leaves a complete snapshot that current does not name, which
-// the next publish (starting from current) leaves as it is.
+// the next publish (starting from current) leaves as it is. Snapshots
+// stay until a prune removes them (see [ReleaseDir.Prune]); the newest
+// always stays, so an ID is never given twice.
 
 import (
 	"bytes"
@@ -508,102 +511,67 @@ func (r *Release) step(name string) error {
 // read and checked before anything is written; the snapshot is built under
 // snapshots/.tmp-*, its metadata written last, renamed into place whole,
 // and only then is current switched. A publish that fails leaves current
-// and the list of snapshots as they were.
+// and the list of snapshots as they were. The first publish checks its
+// packages before it makes the repository's directory, so that one
+// refused leaves no directory behind.
 func (r *Release) Publish(ctx context.Context, paths []string, prover Prover) (sum ReleaseSummary, err error) {
 	if prover == nil {
 		return sum, fmt.Errorf("release %s: no provenance check", r.cfg.Name)
 	}
 	root := string(r.dir)
-	for _, d := range []string{root, filepath.Join(root, ReleaseSnapshots), filepath.Join(root, ReleasePool)} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return sum, fmt.Errorf("release %s: %w", r.cfg.Name, err)
+	var first *publishPlan
+	if _, err := os.Lstat(root); errors.Is(err, fs.ErrNotExist) {
+		// Nothing to lock yet: check against the empty repository.
+		first, err = r.plan(ctx, r.emptyManifest(), paths, prover)
+		if err != nil {
+			return sum, err
 		}
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return sum, fmt.Errorf("release %s: %w", r.cfg.Name, err)
 	}
 	unlock, err := lockDir(root)
 	if err != nil {
 		return sum, err
 	}
 	defer unlock()
-	r.removeLeftovers()
+	r.dir.removeLeftovers()
 
 	cur, err := r.currentManifest()
 	if err != nil {
 		return sum, err
 	}
-	f := r.format("")
-	files, err := collectInputs(paths, f.ext())
-	if err != nil {
-		return sum, fmt.Errorf("release %s: %w", r.cfg.Name, err)
-	}
-	if len(files) == 0 {
-		return sum, fmt.Errorf("release %s: no %s files in %q", r.cfg.Name, f.ext(), paths)
-	}
-	known := make(map[string]*entry, len(cur.Packages))
-	byID := make(map[string]*releaseEntry, len(cur.Packages))
-	for i := range cur.Packages {
-		known[cur.Packages[i].Source] = &cur.Packages[i].entry
-		byID[cur.Packages[i].identity()] = &cur.Packages[i]
-	}
-	incoming, data, err := readInputs(ctx, f, known, files)
-	if err != nil {
-		if ctx.Err() != nil {
-			return sum, ctx.Err()
+	p := first
+	if p == nil || cur.ID != "" {
+		// Not a first publish, or another one came first.
+		if p, err = r.plan(ctx, cur, paths, prover); err != nil {
+			return sum, err
 		}
-		return sum, fmt.Errorf("release %s: %w: %w", r.cfg.Name, ErrBadPackage, err)
 	}
-
-	// Check everything before writing anything.
-	type change struct {
-		src pkgFile
-		e   releaseEntry
-	}
-	var changes []change
-	var refused []Refusal
-	seen := map[string]int{}
-	for i := range incoming {
-		e := releaseEntry{entry: incoming[i]}
-		id := e.identity()
-		if j, ok := seen[id]; ok {
-			if incoming[j].Source != e.Source {
-				return sum, fmt.Errorf("release %s: %s and %s are both %s with other bytes: %w", r.cfg.Name, files[j], files[i], id, ErrBadPackage)
-			}
-			sum.Unchanged++
-			continue
-		}
-		seen[id] = i
-		if old, ok := byID[id]; ok {
-			if old.Source == e.Source {
-				sum.Unchanged++
-				continue
-			}
-			return sum, fmt.Errorf("release %s: package %s (%s): %w", r.cfg.Name, files[i], id, ErrConflict)
-		}
-		p := entryPackage(&e.entry)
-		p.Size, p.SHA256 = e.Size, e.Source
-		prov, err := prover.Prove(ctx, p)
-		if err != nil {
-			if ctx.Err() != nil {
-				return sum, ctx.Err()
-			}
-			refused = append(refused, Refusal{Path: files[i], Package: p, Err: err})
-			continue
-		}
-		e.Provenance = prov
-		changes = append(changes, change{src: pkgFile{files[i], data[i]}, e: e})
-	}
-	if len(refused) > 0 {
-		return sum, &RefusedError{Repo: r.cfg.Name, Refused: refused}
-	}
+	sum.Unchanged = p.unchanged
+	changes := p.changes
 	if len(changes) == 0 && cur.ID != "" {
 		sum.Snapshot = cur.snapshot(r.dir.SnapshotDir(cur.ID))
 		r.log.Info("release unchanged", "repo", r.cfg.Name, "snapshot", cur.ID, "packages", len(cur.Packages))
 		return sum, nil
 	}
+	if cur.ID == "" {
+		defer func() {
+			if err != nil {
+				r.dir.removeUnpublished()
+			}
+		}()
+	}
+	// Made under the lock: a failed first publish removes them.
+	for _, d := range []string{filepath.Join(root, ReleaseSnapshots), filepath.Join(root, ReleasePool)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return sum, fmt.Errorf("release %s: %w", r.cfg.Name, err)
+		}
+	}
 	id, err := r.nextID()
 	if err != nil {
 		return sum, err
 	}
-
 	// Store the new packages (RPMs signed) in the pool.
 	stored := make([]releaseEntry, len(changes))
 	errs := make([]error, len(changes))
@@ -646,6 +614,89 @@ func (r *Release) Publish(ctx context.Context, paths []string, prover Prover) (s
 	return sum, nil
 }
 
+// publishPlan is what a publish found to do: the packages to add, proven,
+// and how many of those given the repository holds already.
+type publishPlan struct {
+	changes   []publishChange
+	unchanged int
+}
+
+type publishChange struct {
+	src pkgFile
+	e   releaseEntry
+}
+
+// emptyManifest is the manifest of a repository with no snapshot.
+func (r *Release) emptyManifest() *snapshotManifest {
+	return &snapshotManifest{Format: r.cfg.Format, Scope: r.scope()}
+}
+
+// plan reads and checks the packages in paths against cur, the manifest
+// of the current snapshot, and has prover prove each new one. It writes
+// nothing.
+func (r *Release) plan(ctx context.Context, cur *snapshotManifest, paths []string, prover Prover) (*publishPlan, error) {
+	f := r.format("")
+	files, err := collectInputs(paths, f.ext())
+	if err != nil {
+		return nil, fmt.Errorf("release %s: %w", r.cfg.Name, err)
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("release %s: no %s files in %q", r.cfg.Name, f.ext(), paths)
+	}
+	known := make(map[string]*entry, len(cur.Packages))
+	byID := make(map[string]*releaseEntry, len(cur.Packages))
+	for i := range cur.Packages {
+		known[cur.Packages[i].Source] = &cur.Packages[i].entry
+		byID[cur.Packages[i].identity()] = &cur.Packages[i]
+	}
+	incoming, data, err := readInputs(ctx, f, known, files)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("release %s: %w: %w", r.cfg.Name, ErrBadPackage, err)
+	}
+
+	p := &publishPlan{}
+	var refused []Refusal
+	seen := map[string]int{}
+	for i := range incoming {
+		e := releaseEntry{entry: incoming[i]}
+		id := e.identity()
+		if j, ok := seen[id]; ok {
+			if incoming[j].Source != e.Source {
+				return nil, fmt.Errorf("release %s: %s and %s are both %s with other bytes: %w", r.cfg.Name, files[j], files[i], id, ErrBadPackage)
+			}
+			p.unchanged++
+			continue
+		}
+		seen[id] = i
+		if old, ok := byID[id]; ok {
+			if old.Source == e.Source {
+				p.unchanged++
+				continue
+			}
+			return nil, fmt.Errorf("release %s: package %s (%s): %w", r.cfg.Name, files[i], id, ErrConflict)
+		}
+		pkg := entryPackage(&e.entry)
+		pkg.Size, pkg.SHA256 = e.Size, e.Source
+		prov, err := prover.Prove(ctx, pkg)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			refused = append(refused, Refusal{Path: files[i], Package: pkg, Err: err})
+			continue
+		}
+		e.Provenance = prov
+		p.changes = append(p.changes, publishChange{src: pkgFile{files[i], data[i]}, e: e})
+	}
+	if len(refused) > 0 {
+		return nil, &RefusedError{Repo: r.cfg.Name, Refused: refused}
+	}
+	return p, nil
+}
+
 // currentManifest reads the live snapshot's manifest, or an empty one.
 func (r *Release) currentManifest() (*snapshotManifest, error) {
 	id, err := r.dir.CurrentID()
@@ -684,13 +735,14 @@ func (r *Release) nextID() (string, error) {
 	return fmt.Sprintf("%06d", last+1), nil
 }
 
-// removeLeftovers removes what an interrupted publish left: snapshots
-// being built, symlinks being switched, pool files being written. The
-// caller holds the lock.
-func (r *Release) removeLeftovers() {
-	root := string(r.dir)
+// removeLeftovers removes what an interrupted publish or prune left:
+// snapshots being built or removed, symlinks being switched, pool files
+// being written. The caller holds the lock.
+func (d ReleaseDir) removeLeftovers() {
+	root := string(d)
 	for _, pat := range []string{
 		filepath.Join(root, ReleaseSnapshots, ".tmp-*"),
+		filepath.Join(root, ReleaseSnapshots, trashPrefix+"*"),
 		filepath.Join(root, ".tmp-current-*"),
 		filepath.Join(root, ReleasePool, "tmp", "*"),
 	} {
@@ -699,6 +751,35 @@ func (r *Release) removeLeftovers() {
 			os.RemoveAll(p)
 		}
 	}
+}
+
+// removeUnpublished removes, after a first publish failed, the snapshots
+// directory and the pool it began to fill, unless a snapshot made it into
+// snapshots/ (a publish that failed only to switch current): then the
+// repository was published. What stays is the directory and its lock,
+// which [ReleaseDir.Published] does not count. The caller holds the lock.
+func (d ReleaseDir) removeUnpublished() {
+	if d.Published() {
+		return
+	}
+	os.RemoveAll(filepath.Join(string(d), ReleasePool))
+	os.RemoveAll(filepath.Join(string(d), ReleaseSnapshots))
+}
+
+// Published reports whether anything was published into the repository:
+// it has a snapshot or a current link. A directory that a failed first
+// publish left (its lock alone) is not.
+func (d ReleaseDir) Published() bool {
+	if _, err := os.Lstat(filepath.Join(string(d), ReleaseCurrent)); err == nil {
+		return true
+	}
+	ents, _ := os.ReadDir(filepath.Join(string(d), ReleaseSnapshots))
+	for _, e := range ents {
+		if ValidSnapshotID(e.Name()) {
+			return true
+		}
+	}
+	return false
 }
 
 // poolStorePath is where the bytes with this SHA-256 are kept, relative to
@@ -897,9 +978,11 @@ func switchCurrent(root, id string) error {
 	return nil
 }
 
-// Rollback switches current to snapshot id, which must be complete.
+// Rollback switches current to snapshot id, which must be complete. A
+// snapshot that was pruned is refused with an error that says so (and
+// wraps ErrNoSnapshot).
 func (d ReleaseDir) Rollback(ctx context.Context, id string) error {
-	if _, err := d.manifest(id); err != nil {
+	if err := d.rollbackTarget(id); err != nil {
 		return err
 	}
 	unlock, err := lockDir(string(d))
@@ -907,10 +990,23 @@ func (d ReleaseDir) Rollback(ctx context.Context, id string) error {
 		return err
 	}
 	defer unlock()
+	// Again under the lock: a prune may have removed it meanwhile.
+	if err := d.rollbackTarget(id); err != nil {
+		return err
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	return switchCurrent(string(d), id)
+}
+
+// rollbackTarget checks that snapshot id can be made current.
+func (d ReleaseDir) rollbackTarget(id string) error {
+	_, err := d.manifest(id)
+	if errors.Is(err, ErrNoSnapshot) && d.pruned(id) {
+		return fmt.Errorf("release %s: rollback: snapshot %s was pruned; only snapshots still listed can be made current: %w", d, id, ErrNoSnapshot)
+	}
+	return err
 }
 
 // SnapshotDiff is what changed from one snapshot to another.
