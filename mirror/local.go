@@ -26,7 +26,8 @@ import (
 //	DIR/.lock           held while a sync runs
 //
 // Serve DIR/current. A new snapshot is copied beside the served one and
-// checked there; only then is current switched, in one rename, so a
+// checked there (every file the snapshot's own, or with its bytes); only
+// then is current switched, in one rename, so a
 // reader that resolves current once sees the old snapshot or the new one.
 type Local struct {
 	name, dir string
@@ -102,7 +103,7 @@ func (l *Local) Served(ctx context.Context) (string, error) {
 // links first, and renamed to snapshots/ID once complete. A snapshot
 // already there is left as it is, or with thorough repaired file by file
 // (each file replaced by rename).
-func (l *Local) Stage(ctx context.Context, snap Snapshot, keep *Snapshot, thorough bool, p Progress) (Transfer, error) {
+func (l *Local) Stage(ctx context.Context, snap Snapshot, keep *Snapshot, thorough bool, _ func() error, p Progress) (Transfer, error) {
 	final := l.snapDir(snap.ID)
 	files, err := listTree(snap.Dir)
 	if err != nil {
@@ -234,22 +235,38 @@ func (l *Local) repair(ctx context.Context, snap Snapshot, files map[string]file
 	return t, syncFS(final)
 }
 
-// Check implements [Target]: repo.Verify of snapshots/ID, whose entry
-// files must be snap's.
-func (l *Local) Check(ctx context.Context, snap Snapshot, keyring openpgp.EntityList) ([]repo.Problem, Transfer, error) {
+// Check implements [Target]: every file of snapshots/ID is the
+// snapshot's own (a hard link of it) or has its bytes.
+func (l *Local) Check(ctx context.Context, snap Snapshot, thorough bool) ([]repo.Problem, Transfer, error) {
 	dir := l.snapDir(snap.ID)
-	probs, err := repo.Verify(ctx, dir, keyring)
-	if err != nil {
-		return nil, Transfer{}, fmt.Errorf("target %s: %w", l.name, err)
-	}
 	files, err := listTree(snap.Dir)
 	if err != nil {
 		return nil, Transfer{}, err
 	}
-	if err := sameEntries(snap.Format, snap.Dir, dir, files); err != nil {
-		probs = append(probs, repo.Problem{Path: "snapshots/" + snap.ID, Err: err})
+	var probs []repo.Problem
+	var t Transfer
+	for i, rel := range sortedNames(files) {
+		if i%256 == 0 && ctx.Err() != nil {
+			return nil, t, ctx.Err()
+		}
+		a, b := filepath.Join(snap.Dir, filepath.FromSlash(rel)), filepath.Join(dir, filepath.FromSlash(rel))
+		fa, erra := os.Stat(a)
+		fb, errb := os.Stat(b)
+		if erra == nil && errb == nil && os.SameFile(fa, fb) {
+			continue
+		}
+		same := false
+		if errb == nil {
+			t.BytesReceived += fb.Size()
+			if same, err = sameFile(a, b); err != nil {
+				return nil, t, fmt.Errorf("target %s: %w", l.name, err)
+			}
+		}
+		if !same {
+			probs = append(probs, repo.Problem{Path: "snapshots/" + snap.ID + "/" + rel, Err: errDiffers})
+		}
 	}
-	return probs, Transfer{}, nil
+	return probs, t, nil
 }
 
 // Switch implements [Target]: current is pointed at snapshots/ID by
@@ -333,7 +350,7 @@ func (l *Local) prune(keepIDs []string) error {
 
 // Restore implements [Target]. current was never switched away from
 // prev, which is checked again; the failed copy is removed.
-func (l *Local) Restore(ctx context.Context, prev, failed Snapshot, keyring openpgp.EntityList, p Progress) ([]repo.Problem, Transfer, error) {
+func (l *Local) Restore(ctx context.Context, prev, failed Snapshot, p Progress) ([]repo.Problem, Transfer, error) {
 	served, err := l.Served(ctx)
 	if err != nil {
 		return nil, Transfer{}, err
@@ -342,13 +359,13 @@ func (l *Local) Restore(ctx context.Context, prev, failed Snapshot, keyring open
 	if served != prev.ID {
 		// A rollback to prev whose copy failed, or a target someone else
 		// switched: stage prev again and switch to it once it checks.
-		st, err := l.Stage(ctx, prev, nil, true, p)
+		st, err := l.Stage(ctx, prev, nil, true, nil, p)
 		t.add(st)
 		if err != nil {
 			return nil, t, err
 		}
 	}
-	probs, _, err := l.Check(ctx, prev, keyring)
+	probs, _, err := l.Check(ctx, prev, true)
 	if err != nil || len(probs) > 0 {
 		return probs, t, err
 	}

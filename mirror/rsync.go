@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,9 +46,22 @@ type RsyncConfig struct {
 	// TraceName names the lock and trace files (default: this host's
 	// name), as Debian's ftpsync names them after the mirror host.
 	TraceName string
+	// Check is how a sync checks the target: CheckFull (the default)
+	// compares every file's content with the snapshot's (rsync
+	// --checksum: the target reads all it holds); CheckQuick compares
+	// the content of the files this sync wrote and of every index and
+	// entry file, and the size and mtime of the others. `mirror verify`
+	// always reads everything.
+	Check string
 	// Bin is the rsync program (default "rsync").
 	Bin string
 }
+
+// Check modes of an [Rsync] target.
+const (
+	CheckFull  = "full"
+	CheckQuick = "quick"
+)
 
 // Rsync is a target any rsync can write: an rsync daemon or a host over
 // SSH. It is synced in the order of Debian's ftpsync, for clients that
@@ -66,6 +82,12 @@ type Rsync struct {
 	name string
 	cfg  RsyncConfig
 	log  *slog.Logger
+
+	// lists caches the file lists of snapshots (immutable) by directory.
+	lists map[string]map[string]fileInfo
+	// written are the files the last Stage sent; extras what the last
+	// Check found on the target that the snapshot does not hold.
+	written, extras []string
 }
 
 var _ Target = (*Rsync)(nil)
@@ -91,6 +113,13 @@ func NewRsync(name string, cfg RsyncConfig, log *slog.Logger) (*Rsync, error) {
 	if cfg.Bin == "" {
 		cfg.Bin = "rsync"
 	}
+	switch cfg.Check {
+	case "":
+		cfg.Check = CheckFull
+	case CheckFull, CheckQuick:
+	default:
+		return nil, fmt.Errorf("target %s: check %q (want %s or %s)", name, cfg.Check, CheckFull, CheckQuick)
+	}
 	if cfg.TraceName == "" {
 		cfg.TraceName, _ = os.Hostname()
 	}
@@ -103,7 +132,20 @@ func NewRsync(name string, cfg RsyncConfig, log *slog.Logger) (*Rsync, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Rsync{name: name, cfg: cfg, log: log}, nil
+	return &Rsync{name: name, cfg: cfg, log: log, lists: map[string]map[string]fileInfo{}}, nil
+}
+
+// list returns the files of a snapshot's tree, listed once.
+func (r *Rsync) list(dir string) (map[string]fileInfo, error) {
+	if l, ok := r.lists[dir]; ok {
+		return l, nil
+	}
+	l, err := listTree(dir)
+	if err != nil {
+		return nil, err
+	}
+	r.lists[dir] = l
+	return l, nil
 }
 
 // checkDest accepts the destinations rsync reads as such and nothing that
@@ -155,9 +197,16 @@ func (r *Rsync) lockName() string { return "Archive-Update-in-Progress-" + r.cfg
 // run runs rsync with args (after the common ones) and returns what it
 // moved. Its standard output is read for the progress of step.
 func (r *Rsync) run(ctx context.Context, step string, total int64, p Progress, args ...string) (Transfer, error) {
+	t, _, err := r.runItems(ctx, step, total, p, args...)
+	return t, err
+}
+
+// runItems is run that also returns rsync's itemized lines ("%i %n") of
+// the files it transferred, or would have in a dry run.
+func (r *Rsync) runItems(ctx context.Context, step string, total int64, p Progress, args ...string) (Transfer, []string, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
-	common := []string{"--no-human-readable", "--stats", "--out-format=" + outPrefix + "%n",
+	common := []string{"--no-human-readable", "--stats", "--out-format=" + outPrefix + "%i %n",
 		"--timeout=" + strconv.Itoa(int(r.cfg.IOTimeout.Seconds()))}
 	if r.daemon() {
 		// Without it, each exchange of the protocol waits out a delayed
@@ -201,23 +250,31 @@ func (r *Rsync) run(ctx context.Context, step string, total int64, p Progress, a
 		if len(msg) > 2000 {
 			msg = msg[len(msg)-2000:]
 		}
-		return Transfer{}, fmt.Errorf("target %s: %s: rsync: %w: %s", r.name, step, err, msg)
+		return Transfer{}, nil, fmt.Errorf("target %s: %s: rsync: %w: %s", r.name, step, err, msg)
+	}
+	if out.overflow {
+		return Transfer{}, nil, fmt.Errorf("target %s: %s: more than %d files itemized", r.name, step, maxItems)
 	}
 	t, err := ParseStats(out.stats.Bytes())
 	if err != nil {
-		return Transfer{}, fmt.Errorf("target %s: %s: %w", r.name, step, err)
+		return Transfer{}, nil, fmt.Errorf("target %s: %s: %w", r.name, step, err)
 	}
-	return t, nil
+	return t, out.items, nil
 }
+
+// maxItems bounds the itemized lines kept of one rsync run.
+const maxItems = 1 << 20
 
 // outputLines reads rsync's standard output: it counts the lines naming
 // a transferred file (reporting every 64) and keeps the others, the
 // statistics.
 type outputLines struct {
-	partial []byte
-	stats   bytes.Buffer
-	done    int64
-	report  func(done int64)
+	partial  []byte
+	stats    bytes.Buffer
+	items    []string
+	overflow bool
+	done     int64
+	report   func(done int64)
 }
 
 func (o *outputLines) Write(b []byte) (int, error) {
@@ -238,7 +295,12 @@ func (o *outputLines) Write(b []byte) (int, error) {
 }
 
 func (o *outputLines) line(l []byte) {
-	if bytes.HasPrefix(l, []byte(outPrefix)) {
+	if item, ok := bytes.CutPrefix(l, []byte(outPrefix)); ok {
+		if len(o.items) < maxItems {
+			o.items = append(o.items, string(item))
+		} else {
+			o.overflow = true
+		}
 		o.done++
 		if o.done%64 == 0 {
 			o.report(o.done)
@@ -381,15 +443,26 @@ func (r *Rsync) trace(ctx context.Context) (*Trace, error) {
 	return &t, nil
 }
 
-// Stage implements [Target]: steps 2 and 3 of the order above.
-func (r *Rsync) Stage(ctx context.Context, snap Snapshot, keep *Snapshot, thorough bool, p Progress) (Transfer, error) {
-	files, err := listTree(snap.Dir)
+// Stage implements [Target]: steps 2 and 3 of the order above. Content
+// files that keep has with the same size and mtime are taken to be on
+// the target already (Check finds it if they are not).
+func (r *Rsync) Stage(ctx context.Context, snap Snapshot, keep *Snapshot, thorough bool, ready func() error, p Progress) (Transfer, error) {
+	files, err := r.list(snap.Dir)
 	if err != nil {
 		return Transfer{}, err
+	}
+	var before map[string]fileInfo
+	if keep != nil && !thorough {
+		if before, err = r.list(keep.Dir); err != nil {
+			return Transfer{}, err
+		}
 	}
 	groups := map[step][]string{}
 	for _, n := range sortedNames(files) {
 		s := stepOf(snap.Format, n)
+		if fi, ok := before[n]; ok && s == stepContent && fi.size == files[n].size && fi.mtime.Equal(files[n].mtime) {
+			continue
+		}
 		groups[s] = append(groups[s], n)
 	}
 	dir, clean, err := r.scratch()
@@ -397,6 +470,7 @@ func (r *Rsync) Stage(ctx context.Context, snap Snapshot, keep *Snapshot, thorou
 		return Transfer{}, err
 	}
 	defer clean()
+	r.written = nil
 	var total Transfer
 	for _, s := range []struct {
 		step  step
@@ -407,10 +481,16 @@ func (r *Rsync) Stage(ctx context.Context, snap Snapshot, keep *Snapshot, thorou
 		{stepIndex, "indices", []string{"--delay-updates"}},
 		{stepPointer, "entry files", []string{"--delay-updates"}},
 	} {
+		if s.step != stepContent && ready != nil {
+			if err := ready(); err != nil {
+				return total, fmt.Errorf("target %s: not switched: %w", r.name, err)
+			}
+		}
 		names := groups[s.step]
 		if len(names) == 0 {
 			continue
 		}
+		r.written = append(r.written, names...)
 		list, err := listFile(dir, "step"+strconv.Itoa(int(s.step)), names)
 		if err != nil {
 			return total, err
@@ -432,6 +512,220 @@ func (r *Rsync) Stage(ctx context.Context, snap Snapshot, keep *Snapshot, thorou
 	return total, nil
 }
 
+// protectRules are the filter rules that keep the lock and trace files
+// from a deletion, and leave repo's state directory out.
+func (r *Rsync) protectRules() string {
+	return "P /" + r.lockName() + "\nP /project/\n- /" + stateDirName + "/\n"
+}
+
+// Check implements [Target]: a dry run of the sync, which lists what the
+// target holds that differs from the snapshot, by content (CheckFull,
+// thorough) or by size and mtime plus the content of what this sync wrote
+// and of every index and entry file (CheckQuick); and what it holds that
+// the snapshot does not, for Switch to delete.
+func (r *Rsync) Check(ctx context.Context, snap Snapshot, thorough bool) ([]repo.Problem, Transfer, error) {
+	files, err := r.list(snap.Dir)
+	if err != nil {
+		return nil, Transfer{}, err
+	}
+	dir, clean, err := r.scratch()
+	if err != nil {
+		return nil, Transfer{}, err
+	}
+	defer clean()
+	rules := filepath.Join(dir, "rules")
+	if err := os.WriteFile(rules, []byte(r.protectRules()), 0o644); err != nil {
+		return nil, Transfer{}, err
+	}
+	full := thorough || r.cfg.Check == CheckFull
+	args := []string{"-rl", "--dry-run", "--delete", "--filter=merge " + rules}
+	if full {
+		args = append(args, "--checksum")
+	} else {
+		args = append(args, "--times")
+	}
+	var total Transfer
+	t, items, err := r.runItems(ctx, "check", 0, nil, append(args, snap.Dir+"/", r.cfg.Dest)...)
+	total.add(t)
+	if err != nil {
+		return nil, total, err
+	}
+	diffs, extras, err := ParseItems(items)
+	if err != nil {
+		return nil, total, fmt.Errorf("target %s: check: %w", r.name, err)
+	}
+	if !full {
+		seen := map[string]bool{}
+		var names []string
+		for _, n := range r.written {
+			seen[n] = true
+			names = append(names, n)
+		}
+		for _, n := range sortedNames(files) {
+			if !seen[n] && stepOf(snap.Format, n) != stepContent {
+				names = append(names, n)
+			}
+		}
+		list, err := listFile(dir, "changed", names)
+		if err != nil {
+			return nil, total, err
+		}
+		t, items, err := r.runItems(ctx, "check", 0, nil, "-l", "--dry-run", "--checksum", "--files-from="+list, "--from0", snap.Dir+"/", r.cfg.Dest)
+		total.add(t)
+		if err != nil {
+			return nil, total, err
+		}
+		more, _, err := ParseItems(items)
+		if err != nil {
+			return nil, total, fmt.Errorf("target %s: check: %w", r.name, err)
+		}
+		diffs = append(diffs, more...)
+	}
+	var probs []repo.Problem
+	for _, d := range diffs {
+		probs = append(probs, repo.Problem{Path: d, Err: errDiffers})
+	}
+	r.extras = extras
+	return probs, total, nil
+}
+
+// ParseItems reads rsync's itemized lines ("%i %n", see rsync(1)): the
+// files whose content would be transferred (differs, or is missing), and
+// the names that would be deleted. Lines that only change attributes, or
+// make a directory, are left out; a name must be a clean relative path.
+func ParseItems(lines []string) (diffs, deletes []string, err error) {
+	for _, l := range lines {
+		if rest, ok := strings.CutPrefix(l, "*deleting"); ok {
+			name := strings.TrimLeft(rest, " ")
+			if !cleanItemName(name) {
+				return nil, nil, fmt.Errorf("rsync named %q to delete: not a clean relative path", name)
+			}
+			deletes = append(deletes, name)
+			continue
+		}
+		code, name, ok := strings.Cut(l, " ")
+		if !ok || len(code) != 11 || !cleanItemName(name) {
+			return nil, nil, fmt.Errorf("rsync item %q: not an itemized change", l)
+		}
+		switch code[0] {
+		case '.':
+			// attributes only
+		case '<', '>', 'c', 'h':
+			if code[1] != 'd' {
+				diffs = append(diffs, name)
+			}
+		default:
+			return nil, nil, fmt.Errorf("rsync item %q: unknown change", l)
+		}
+	}
+	return diffs, deletes, nil
+}
+
+// cleanItemName accepts a relative path as rsync prints it (a directory
+// with a trailing slash), with no escapes (rsync writes "\#ooo" for an
+// unprintable byte), "." or ".." element.
+func cleanItemName(n string) bool {
+	n = strings.TrimSuffix(n, "/")
+	if n == "." {
+		return true
+	}
+	if n == "" || strings.HasPrefix(n, "/") || strings.ContainsAny(n, "\\\x00\n\r") {
+		return false
+	}
+	for el := range strings.SplitSeq(n, "/") {
+		if el == "" || el == "." || el == ".." {
+			return false
+		}
+	}
+	return true
+}
+
+// Switch implements [Target]: step 5 of the order above. Only the
+// directories that hold something to delete are walked; nothing is
+// walked when nothing is to go.
+func (r *Rsync) Switch(ctx context.Context, snap Snapshot, keep *Snapshot) (Transfer, error) {
+	dir, clean, err := r.scratch()
+	if err != nil {
+		return Transfer{}, err
+	}
+	defer clean()
+	var before map[string]fileInfo
+	if keep != nil && keep.ID != snap.ID {
+		if before, err = r.list(keep.Dir); err != nil {
+			return Transfer{}, err
+		}
+	}
+	now, err := r.list(snap.Dir)
+	if err != nil {
+		return Transfer{}, err
+	}
+	var rules bytes.Buffer
+	rules.WriteString(r.protectRules())
+	keptDirs := map[string]bool{}
+	for _, n := range sortedNames(before) {
+		if _, ok := now[n]; !ok {
+			fmt.Fprintf(&rules, "P /%s\n", escapeFilter(n))
+			for d := path.Dir(n); d != "."; d = path.Dir(d) {
+				keptDirs[d] = true
+			}
+		}
+	}
+	parents := map[string]bool{}
+	for _, e := range r.extras {
+		e = strings.TrimSuffix(e, "/")
+		if _, ok := before[e]; ok || keptDirs[e] || e == r.lockName() || e == "project" || strings.HasPrefix(e, "project/") {
+			continue
+		}
+		parents[path.Dir(e)] = true
+	}
+	var total Transfer
+	if len(parents) > 0 {
+		included := map[string]bool{}
+		for _, p := range slices.Sorted(maps.Keys(parents)) {
+			if p == "." {
+				rules.WriteString("+ /***\n")
+				continue
+			}
+			var anc []string
+			for d := path.Dir(p); d != "."; d = path.Dir(d) {
+				anc = append(anc, d)
+			}
+			slices.Reverse(anc)
+			for _, a := range anc {
+				if !included[a] {
+					included[a] = true
+					fmt.Fprintf(&rules, "+ /%s/\n", escapeFilter(a))
+				}
+			}
+			fmt.Fprintf(&rules, "+ /%s/***\n", escapeFilter(p))
+		}
+		rules.WriteString("- *\n")
+		file := filepath.Join(dir, "delete")
+		if err := os.WriteFile(file, rules.Bytes(), 0o644); err != nil {
+			return Transfer{}, err
+		}
+		t, err := r.run(ctx, "delete", 0, nil, "-r", "--delete", "--existing", "--ignore-existing",
+			"--filter=merge "+file, snap.Dir+"/", r.cfg.Dest)
+		t.Files = 0
+		total.add(t)
+		if err != nil {
+			return total, err
+		}
+	}
+	rel := filepath.Join(dir, "tree", traceDir, r.cfg.TraceName)
+	if err := os.MkdirAll(filepath.Dir(rel), 0o755); err != nil {
+		return total, err
+	}
+	if err := os.WriteFile(rel, newTrace(snap, time.Now()).Marshal(), 0o644); err != nil {
+		return total, err
+	}
+	t, err := r.run(ctx, "trace", 1, nil, "-rlpt", "--ignore-times", "--delay-updates", "--filter=+ /project/", "--filter=+ /"+traceDir+"/",
+		"--filter=+ /"+traceDir+"/"+r.cfg.TraceName, "--filter=- *", filepath.Join(dir, "tree")+"/", r.cfg.Dest)
+	t.Files = 0 // not a file of the repository
+	total.add(t)
+	return total, err
+}
+
 // pull brings the target into the read-back directory: every file
 // compared by checksum, unchanged ones hard-linked from linkDest when
 // given.
@@ -447,77 +741,6 @@ func (r *Rsync) pull(ctx context.Context, linkDest string, p Progress) (Transfer
 		args = append(args, "--link-dest="+linkDest)
 	}
 	return r.run(ctx, "read back", 0, p, append(args, r.cfg.Dest, r.cfg.ReadbackDir+"/")...)
-}
-
-// Check implements [Target]: the target is read back and checked.
-func (r *Rsync) Check(ctx context.Context, snap Snapshot, keyring openpgp.EntityList) ([]repo.Problem, Transfer, error) {
-	t, err := r.pull(ctx, snap.Dir, nil)
-	if err != nil {
-		return nil, t, err
-	}
-	probs, err := repo.Verify(ctx, r.cfg.ReadbackDir, keyring)
-	if err != nil {
-		// A target with no repository at all is a failed check, not an
-		// error of the checker.
-		return []repo.Problem{{Path: ".", Err: err}}, t, nil
-	}
-	files, err := listTree(snap.Dir)
-	if err != nil {
-		return nil, t, err
-	}
-	if err := sameEntries(snap.Format, snap.Dir, r.cfg.ReadbackDir, files); err != nil {
-		probs = append(probs, repo.Problem{Path: ".", Err: err})
-	}
-	return probs, t, nil
-}
-
-// Switch implements [Target]: step 5 of the order above.
-func (r *Rsync) Switch(ctx context.Context, snap Snapshot, keep *Snapshot) (Transfer, error) {
-	dir, clean, err := r.scratch()
-	if err != nil {
-		return Transfer{}, err
-	}
-	defer clean()
-	var protect bytes.Buffer
-	protect.WriteString("P /" + r.lockName() + "\nP /project/\n- /" + stateDirName + "/\n")
-	if keep != nil && keep.ID != snap.ID {
-		now, err := listTree(snap.Dir)
-		if err != nil {
-			return Transfer{}, err
-		}
-		before, err := listTree(keep.Dir)
-		if err != nil {
-			return Transfer{}, err
-		}
-		for _, n := range sortedNames(before) {
-			if _, ok := now[n]; !ok {
-				fmt.Fprintf(&protect, "P /%s\n", escapeFilter(n))
-			}
-		}
-	}
-	rules := filepath.Join(dir, "protect")
-	if err := os.WriteFile(rules, protect.Bytes(), 0o644); err != nil {
-		return Transfer{}, err
-	}
-	var total Transfer
-	t, err := r.run(ctx, "delete", 0, nil, "-r", "--delete", "--existing", "--ignore-existing",
-		"--filter=merge "+rules, snap.Dir+"/", r.cfg.Dest)
-	total.add(t)
-	if err != nil {
-		return total, err
-	}
-	rel := filepath.Join(dir, "tree", traceDir, r.cfg.TraceName)
-	if err := os.MkdirAll(filepath.Dir(rel), 0o755); err != nil {
-		return total, err
-	}
-	if err := os.WriteFile(rel, newTrace(snap, time.Now()).Marshal(), 0o644); err != nil {
-		return total, err
-	}
-	t, err = r.run(ctx, "trace", 1, nil, "-rlpt", "--ignore-times", "--delay-updates", "--filter=+ /project/", "--filter=+ /"+traceDir+"/",
-		"--filter=+ /"+traceDir+"/"+r.cfg.TraceName, "--filter=- *", filepath.Join(dir, "tree")+"/", r.cfg.Dest)
-	t.Files = 0 // not a file of the repository
-	total.add(t)
-	return total, err
 }
 
 // escapeFilter escapes the wildcard characters of an rsync filter
@@ -539,14 +762,14 @@ func escapeFilter(s string) string {
 
 // Restore implements [Target]: prev is synced again, every file by
 // checksum, and checked; what only failed held is deleted after.
-func (r *Rsync) Restore(ctx context.Context, prev, failed Snapshot, keyring openpgp.EntityList, p Progress) ([]repo.Problem, Transfer, error) {
+func (r *Rsync) Restore(ctx context.Context, prev, failed Snapshot, p Progress) ([]repo.Problem, Transfer, error) {
 	var total Transfer
-	t, err := r.Stage(ctx, prev, &failed, true, p)
+	t, err := r.Stage(ctx, prev, &failed, true, nil, p)
 	total.add(t)
 	if err != nil {
 		return nil, total, err
 	}
-	probs, t, err := r.Check(ctx, prev, keyring)
+	probs, t, err := r.Check(ctx, prev, true)
 	total.add(t)
 	if err != nil || len(probs) > 0 {
 		return probs, total, err

@@ -1,6 +1,8 @@
 package mirror
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -107,6 +110,7 @@ func (r Release) Current() (Snapshot, error) {
 type fileInfo struct {
 	size  int64
 	mtime time.Time
+	ino   uint64
 }
 
 // stateDirName is package repo's own state directory in a published tree:
@@ -142,7 +146,11 @@ func listTree(dir string) (map[string]fileInfo, error) {
 		if err != nil {
 			return err
 		}
-		files[rel] = fileInfo{size: fi.Size(), mtime: fi.ModTime()}
+		var ino uint64
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			ino = st.Ino
+		}
+		files[rel] = fileInfo{size: fi.Size(), mtime: fi.ModTime(), ino: ino}
 		return nil
 	})
 	if err != nil {
@@ -159,4 +167,15 @@ func sortedNames(files map[string]fileInfo) []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// fingerprint sums the file list of a tree (paths, sizes, mtimes, inodes):
+// a tree whose files are rewritten or replaced gets another.
+func fingerprint(files map[string]fileInfo) string {
+	h := sha256.New()
+	for _, n := range sortedNames(files) {
+		fi := files[n]
+		fmt.Fprintf(h, "%s\x00%d %d %d\n", n, fi.size, fi.mtime.UnixNano(), fi.ino)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

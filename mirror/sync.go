@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -69,6 +70,12 @@ type Options struct {
 	Progress Progress
 	// Log receives a line per step; nil discards.
 	Log *slog.Logger
+	// TrustVerified skips reading again a snapshot that passed repo.Verify
+	// in an earlier sync when its file list (paths, sizes, mtimes,
+	// inodes) is the same: snapshots are immutable, and a file rewritten
+	// or replaced changes it. Damage that keeps all four (bit rot) then
+	// goes unseen until a full verification.
+	TrustVerified bool
 }
 
 // Syncer syncs release snapshots to their targets, one repository and
@@ -178,9 +185,11 @@ func (s *Syncer) Sync(ctx context.Context, src Snapshots, snap Snapshot, kind st
 	}
 	m := &Manifest{Repo: snap.Repo, Format: snap.Format, Kind: kind, Snapshot: snap.ID, Started: time.Now().UTC()}
 	s.o.Log.Info("mirror sync started", "repo", snap.Repo, "format", snap.Format, "snapshot", snap.ID, "targets", len(targets))
+	ready, wait := s.verifySnapshot(ctx, snap)
+	defer wait()
 	befores := map[string]Snapshot{}
 	for _, t := range targets {
-		tm, before := s.syncTarget(ctx, src, snap, t)
+		tm, before := s.syncTarget(ctx, src, snap, t, ready)
 		if before != nil {
 			befores[before.ID] = *before
 		}
@@ -238,8 +247,64 @@ func (s *Syncer) Sync(ctx context.Context, src Snapshots, snap Snapshot, kind st
 	return m, nil
 }
 
-// syncTarget is one target's transaction.
-func (s *Syncer) syncTarget(ctx context.Context, src Snapshots, snap Snapshot, t Target) (tm TargetManifest, before *Snapshot) {
+// SnapshotError is a snapshot that does not pass repo.Verify: no target
+// is switched to it.
+type SnapshotError struct {
+	ID       string
+	Problems []repo.Problem
+}
+
+func (e *SnapshotError) Error() string {
+	return fmt.Sprintf("snapshot %s does not verify: %d problems, first %s", e.ID, len(e.Problems), e.Problems[0])
+}
+
+// verifySnapshot checks snap with repo.Verify in the background; the
+// returned function waits for the outcome (the function that returns it
+// must call wait before it returns).
+func (s *Syncer) verifySnapshot(ctx context.Context, snap Snapshot) (ready func() error, wait func()) {
+	done := make(chan struct{})
+	var verr error
+	go func() {
+		defer close(done)
+		mark := filepath.Join(repoDir(s.o.StateDir, snap.Repo, snap.Format), "verified", snap.ID)
+		var fp string
+		if s.o.TrustVerified {
+			files, err := listTree(snap.Dir)
+			if err != nil {
+				verr = err
+				return
+			}
+			fp = fingerprint(files)
+			if data, err := os.ReadFile(mark); err == nil && string(data) == fp {
+				return
+			}
+		}
+		probs, err := repo.Verify(ctx, snap.Dir, s.o.Keyring)
+		switch {
+		case err != nil:
+			verr = fmt.Errorf("snapshot %s: %w", snap.ID, err)
+		case len(probs) > 0:
+			verr = &SnapshotError{ID: snap.ID, Problems: probs}
+		case s.o.TrustVerified:
+			if err := writeAtomic(mark, []byte(fp), 0o644); err != nil {
+				s.o.Log.Warn("mirror snapshot verification not noted", "snapshot", snap.ID, "err", err)
+			}
+		}
+	}()
+	ready = func() error {
+		select {
+		case <-done:
+			return verr
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return ready, func() { <-done }
+}
+
+// syncTarget is one target's transaction. ready waits for the snapshot's
+// own verification.
+func (s *Syncer) syncTarget(ctx context.Context, src Snapshots, snap Snapshot, t Target, ready func() error) (tm TargetManifest, before *Snapshot) {
 	start := time.Now()
 	tm = TargetManifest{Name: t.Name(), Kind: t.Kind(), Outcome: Failed}
 	log := s.o.Log.With("target", t.Name(), "snapshot", snap.ID)
@@ -278,16 +343,26 @@ func (s *Syncer) syncTarget(ctx context.Context, src Snapshots, snap Snapshot, t
 			return fail(err)
 		}
 	}
+	// A target that serves snap already is checked first, and staged
+	// only if it fails.
+	already := served == snap.ID
 	var probs []repo.Problem
 	for attempt := 0; attempt <= s.o.Retries; attempt++ {
 		tm.Attempts = attempt + 1
+		thorough := attempt > 0
 		probs, err = nil, nil
-		tr, err := t.Stage(ctx, snap, before, attempt > 0, s.o.Progress)
-		tm.Transfer.add(tr)
+		if !already || thorough {
+			var tr Transfer
+			tr, err = t.Stage(ctx, snap, before, thorough, ready, s.o.Progress)
+			tm.Transfer.add(tr)
+		}
 		if err == nil {
 			var ctr Transfer
-			probs, ctr, err = t.Check(ctx, snap, s.o.Keyring)
+			probs, ctr, err = t.Check(ctx, snap, thorough)
 			tm.Transfer.add(ctr)
+		}
+		if err == nil && len(probs) == 0 {
+			err = ready()
 		}
 		if err == nil && len(probs) == 0 {
 			break
@@ -295,13 +370,19 @@ func (s *Syncer) syncTarget(ctx context.Context, src Snapshots, snap Snapshot, t
 		if ctx.Err() != nil {
 			return fail(ctx.Err())
 		}
+		if _, bad := errors.AsType[*SnapshotError](ready()); bad {
+			err = ready()
+			break // no retry makes a bad snapshot good
+		}
 		log.Warn("mirror target check failed", "attempt", attempt+1, "problems", len(probs), "err", err)
 	}
 	if err == nil && len(probs) == 0 {
-		tr, err := t.Switch(ctx, snap, before)
-		tm.Transfer.add(tr)
-		if err != nil {
-			return fail(fmt.Errorf("switch: %w", err))
+		if !already {
+			tr, err := t.Switch(ctx, snap, before)
+			tm.Transfer.add(tr)
+			if err != nil {
+				return fail(fmt.Errorf("switch: %w", err))
+			}
 		}
 		tm.Serves, tm.Outcome = snap.ID, Passed
 		log.Info("mirror target synced", "attempts", tm.Attempts, "files", tm.Transfer.Files, "bytes_sent", tm.Transfer.BytesSent)
@@ -309,6 +390,11 @@ func (s *Syncer) syncTarget(ctx context.Context, src Snapshots, snap Snapshot, t
 	}
 	for _, p := range probs {
 		tm.Problems = append(tm.Problems, p.String())
+	}
+	if se, ok := errors.AsType[*SnapshotError](err); ok {
+		for _, p := range se.Problems {
+			tm.Problems = append(tm.Problems, "snapshot "+se.ID+": "+p.String())
+		}
 	}
 	if err != nil {
 		tm.Error = err.Error()
@@ -322,11 +408,22 @@ func (s *Syncer) syncTarget(ctx context.Context, src Snapshots, snap Snapshot, t
 		}
 		return tm, before
 	}
-	rprobs, rtr, rerr := t.Restore(ctx, *before, snap, s.o.Keyring, s.o.Progress)
+	rprobs, rtr, rerr := t.Restore(ctx, *before, snap, s.o.Progress)
 	tm.Transfer.add(rtr)
+	if rerr == nil && len(rprobs) == 0 {
+		// The target holds prev's bytes; prev itself must still verify.
+		if vprobs, verr := repo.Verify(ctx, before.Dir, s.o.Keyring); verr != nil {
+			rerr = verr
+		} else {
+			rprobs = vprobs
+		}
+	}
 	if rerr != nil || len(rprobs) > 0 {
 		tm.Serves = ""
 		msg := fmt.Sprintf("restore %s: %d problems", before.ID, len(rprobs))
+		if len(rprobs) > 0 {
+			msg += ", first " + rprobs[0].String()
+		}
 		if rerr != nil {
 			msg = fmt.Sprintf("restore %s: %v", before.ID, rerr)
 		}

@@ -30,6 +30,14 @@ var targetKinds = []struct {
 		}
 		return r, d.dir
 	}},
+	{"rsync-quick", func(t *testing.T) (Target, string) {
+		d := startRsyncd(t)
+		r, err := NewRsync("up1", RsyncConfig{Dest: d.url, PasswordFile: d.password, ReadbackDir: filepath.Join(t.TempDir(), "readback"), Check: CheckQuick}, discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r, d.dir
+	}},
 }
 
 // TestSyncServesRollsBack syncs two snapshots to a target of each kind,

@@ -18,8 +18,9 @@ import (
 )
 
 // Target is one mirror of a release repository. A [Syncer] drives it
-// through one transaction: Begin, Stage, Check (retrying Stage), then
-// Switch, or Restore when the new snapshot cannot be made to verify.
+// through one transaction: Begin, Stage, Check (Stage again by content if
+// the check fails), then Switch; or Restore when the new snapshot cannot
+// be made to check, or does not verify itself.
 type Target interface {
 	// Name is the target's name in the configuration.
 	Name() string
@@ -32,21 +33,31 @@ type Target interface {
 	// the target ("" for none).
 	Served(ctx context.Context) (string, error)
 	// Stage puts snap on the target; keep is the snapshot it served
-	// before, if any. With thorough, every file is compared by content.
-	Stage(ctx context.Context, snap Snapshot, keep *Snapshot, thorough bool, p Progress) (Transfer, error)
-	// Check reads back what Stage put there and checks it against
-	// keyring with the rules of [repo.Verify], and that it is snap.
-	Check(ctx context.Context, snap Snapshot, keyring openpgp.EntityList) ([]repo.Problem, Transfer, error)
+	// before, if any: the files snap shares with it (same path, size and
+	// mtime) need not move. With thorough, every file is sent again where
+	// its content differs. Before it replaces anything a client starts
+	// from, it calls ready, which waits for the snapshot's own
+	// verification and returns its error.
+	Stage(ctx context.Context, snap Snapshot, keep *Snapshot, thorough bool, ready func() error, p Progress) (Transfer, error)
+	// Check reads back what the target holds and compares it with snap:
+	// every file of snap must be there with snap's bytes. Together with
+	// the snapshot's own verification (repo.Verify), this is the target
+	// passing repo.Verify. With thorough, every file's content is read.
+	Check(ctx context.Context, snap Snapshot, thorough bool) ([]repo.Problem, Transfer, error)
 	// Switch makes snap the snapshot served, once checked, and retires
 	// what neither snap nor keep holds.
 	Switch(ctx context.Context, snap Snapshot, keep *Snapshot) (Transfer, error)
 	// Restore puts the target back on prev after failed could not be made
-	// to verify, and checks it.
-	Restore(ctx context.Context, prev, failed Snapshot, keyring openpgp.EntityList, p Progress) ([]repo.Problem, Transfer, error)
-	// Verify reads the target back as it is now and checks it with the
-	// rules of [repo.Verify]; served is the snapshot it serves.
+	// to check, and checks it.
+	Restore(ctx context.Context, prev, failed Snapshot, p Progress) ([]repo.Problem, Transfer, error)
+	// Verify reads the whole target back as it is now and checks it with
+	// repo.Verify itself; served is the snapshot it serves.
 	Verify(ctx context.Context, keyring openpgp.EntityList) (served string, probs []repo.Problem, err error)
 }
+
+// errDiffers is a Check problem: a file of the target is not the
+// snapshot's.
+var errDiffers = errors.New("missing, or differs from the snapshot")
 
 // Transfer counts what a step moved.
 type Transfer struct {
@@ -175,6 +186,6 @@ func ParseTrace(data []byte) (Trace, error) {
 	return t, nil
 }
 
-// errServed is returned by Check for a tree that verifies but is not the
-// snapshot synced.
+// errServed is a problem of a tree whose entry files are not the
+// snapshot's.
 var errServed = errors.New("serves other metadata than the snapshot")

@@ -14,6 +14,7 @@ import (
 //
 //	mirrors:
 //	  retries: 1                # syncs again by content a target that fails its check
+//	  check: full               # or quick (see README: what each reads)
 //	  repositories:
 //	    - name: stable          # a release repository (releases section, or project~branch)
 //	      formats: [deb, rpm]   # default: the release repository's
@@ -31,7 +32,14 @@ import (
 //	          timeout: 1h
 //	          io_timeout: 5m
 type mirrorsConfig struct {
-	Retries      int                `yaml:"retries"`
+	Retries int `yaml:"retries"`
+	// Check is how a sync checks the snapshot and the targets:
+	// mirror.CheckFull (default: the snapshot read by repo.Verify on every
+	// sync, rsync targets compared by content) or mirror.CheckQuick (a
+	// snapshot verified once is trusted while its file list stays the
+	// same; rsync targets compared by size and mtime, and by content for
+	// what the sync wrote and every index and entry file).
+	Check        string             `yaml:"check"`
 	Repositories []mirrorRepoConfig `yaml:"repositories"`
 }
 
@@ -64,6 +72,13 @@ type mirrorTargetConfig struct {
 func (c *mirrorsConfig) Validate() error {
 	if c.Retries < 0 || c.Retries > 10 {
 		return fmt.Errorf("mirrors: retries: %d is not 0 (default 1) to 10", c.Retries)
+	}
+	switch c.Check {
+	case "":
+		c.Check = mirror.CheckFull
+	case mirror.CheckFull, mirror.CheckQuick:
+	default:
+		return fmt.Errorf("mirrors: check: %q is not %s or %s", c.Check, mirror.CheckFull, mirror.CheckQuick)
 	}
 	seen := map[string]bool{}
 	for i := range c.Repositories {

@@ -84,7 +84,8 @@ func newMirrorWork(e *env, name string, log *slog.Logger, progress mirror.Progre
 		retries = 1
 	}
 	s, err := mirror.NewSyncer(mirror.Options{StateDir: mirrorStateDir(e.dataDir), Keyring: kr, Retries: retries,
-		Recorder: storeRecorder{e}, Artifacts: artifactStore{arts}, Progress: progress, Log: log})
+		Recorder: storeRecorder{e}, Artifacts: artifactStore{arts}, Progress: progress, Log: log,
+		TrustVerified: e.cfg.Mirrors.Check == mirror.CheckQuick})
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +125,7 @@ func mirrorKeyring(e *env, mc mirrorRepoConfig) (openpgp.EntityList, error) {
 func (w *mirrorWork) targets(f string, log *slog.Logger) ([]mirror.Target, error) {
 	var out []mirror.Target
 	for _, t := range w.mc.Targets {
-		mt, err := mirrorTarget(w.e.dataDir, w.mc.Name, f, t, log)
+		mt, err := mirrorTarget(w.e.dataDir, w.mc.Name, f, w.e.cfg.Mirrors.Check, t, log)
 		if err != nil {
 			return nil, err
 		}
@@ -135,14 +136,14 @@ func (w *mirrorWork) targets(f string, log *slog.Logger) ([]mirror.Target, error
 
 // mirrorTarget makes target t of the repository's format f: a local
 // target in PATH/<format>, an rsync one at DEST/<format>/.
-func mirrorTarget(dataDir, name, f string, t mirrorTargetConfig, log *slog.Logger) (mirror.Target, error) {
+func mirrorTarget(dataDir, name, f, check string, t mirrorTargetConfig, log *slog.Logger) (mirror.Target, error) {
 	switch t.Type {
 	case "local":
 		return mirror.NewLocal(t.Name, filepath.Join(t.Path, f), t.Keep, log)
 	case "rsync":
 		return mirror.NewRsync(t.Name, mirror.RsyncConfig{
 			Dest: strings.TrimRight(t.Dest, "/") + "/" + f, PasswordFile: t.PasswordFile, PasswordEnv: t.PasswordEnv,
-			RSH: t.RSH, Timeout: t.Timeout, IOTimeout: t.IOTimeout, TraceName: t.TraceName,
+			RSH: t.RSH, Timeout: t.Timeout, IOTimeout: t.IOTimeout, TraceName: t.TraceName, Check: check,
 			ReadbackDir: filepath.Join(mirrorStateDir(dataDir), name, f, "readback", t.Name),
 		}, log)
 	}
@@ -411,7 +412,7 @@ func newMirrorVerifyCmd(log *slog.Logger) *cobra.Command {
 					}
 					for _, f := range w.formats {
 						found++
-						t, err := mirrorTarget(e.dataDir, mc.Name, f, tc, log)
+						t, err := mirrorTarget(e.dataDir, mc.Name, f, e.cfg.Mirrors.Check, tc, log)
 						if err != nil {
 							return err
 						}

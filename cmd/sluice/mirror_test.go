@@ -33,7 +33,7 @@ func TestMirrorCLI(t *testing.T) {
 	conf := filepath.Join(t.TempDir(), "sluice.yaml")
 	writeTestFile(t, conf, "local:\n  projects:\n    - name: hello\n      path: "+dir+"\n"+
 		"releases:\n  repositories:\n    - name: stable\n      branch: main\n      projects: [hello]\n      origin: Example\n"+
-		"mirrors:\n  repositories:\n    - name: stable\n      targets:\n"+
+		"mirrors:\n  check: quick\n  repositories:\n    - name: stable\n      targets:\n"+
 		"        - name: here\n          type: local\n          path: "+local+"\n"+
 		"        - name: up\n          type: rsync\n          dest: "+daemon.URL+"stable\n          password_file: "+daemon.PasswordFile+"\n")
 	e := releaseTestEnv(t, data, conf)
@@ -196,6 +196,7 @@ func TestMirrorsConfig(t *testing.T) {
 		"bad name":           "        - {name: ../a, type: local, path: /srv/m}\n",
 		"twice":              "        - {name: a, type: local, path: /srv/m}\n        - {name: a, type: local, path: /srv/n}\n",
 		"keep 1":             "        - {name: a, type: local, path: /srv/m, keep: 1}\n",
+		"check mode":         "        - {name: a, type: local, path: /srv/m}\n  check: some\n",
 		"both passwords":     "        - {name: a, type: rsync, dest: 'rsync://h/m', password_env: X, password_file: /p}\n",
 	} {
 		_, err := parseConfig(strings.NewReader("mirrors:\n  repositories:\n    - name: stable\n      targets:\n" + bad))

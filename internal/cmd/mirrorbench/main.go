@@ -153,9 +153,9 @@ type bench struct {
 }
 
 // sluiceSync syncs snap to target and times it.
-func (b *bench) sluiceSync(ctx context.Context, t mirror.Target, snap mirror.Snapshot) (measure, error) {
+func (b *bench) sluiceSync(ctx context.Context, s *mirror.Syncer, t mirror.Target, snap mirror.Snapshot) (measure, error) {
 	start := time.Now()
-	m, err := b.syncer.Sync(ctx, b.rel, snap, "sync", []mirror.Target{t})
+	m, err := s.Sync(ctx, b.rel, snap, "sync", []mirror.Target{t})
 	d := time.Since(start)
 	if err != nil {
 		return measure{}, err
@@ -277,86 +277,117 @@ func run(ctx context.Context, o options, w io.Writer, log *slog.Logger) (err err
 	fmt.Fprintf(w, "%s %s/%s, %d CPUs; %s; rsync daemon on loopback; warm page cache; median of %d where repeated\n",
 		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), rsyncVersion(ctx, rsyncBin), o.repeat)
 
-	rt, err := mirror.NewRsync("bench", mirror.RsyncConfig{Dest: daemon.URL + "sluice", PasswordFile: daemon.PasswordFile,
-		ReadbackDir: filepath.Join(work, "state", "readback")}, log)
+	quickSyncer, err := mirror.NewSyncer(mirror.Options{StateDir: filepath.Join(work, "state-quick"), Keyring: kr, Log: log, TrustVerified: true})
 	if err != nil {
 		return err
 	}
-	lt, err := mirror.NewLocal("bench-local", filepath.Join(work, "local-sluice"), 0, log)
-	if err != nil {
-		return err
+	var cols []column
+	for _, c := range []struct {
+		name, check string
+		s           *mirror.Syncer
+	}{{"full", mirror.CheckFull, b.syncer}, {"quick", mirror.CheckQuick, quickSyncer}} {
+		rt, err := mirror.NewRsync("rsync-"+c.name, mirror.RsyncConfig{Dest: daemon.URL + "sluice-" + c.name, PasswordFile: daemon.PasswordFile,
+			ReadbackDir: filepath.Join(work, "readback-"+c.name), Check: c.check}, log)
+		if err != nil {
+			return err
+		}
+		lt, err := mirror.NewLocal("local-"+c.name, filepath.Join(work, "local-"+c.name), 0, log)
+		if err != nil {
+			return err
+		}
+		cols = append(cols, column{name: "sluice rsync " + c.name, s: c.s, t: rt}, column{name: "sluice local " + c.name, s: c.s, t: lt})
 	}
-	plainDaemon := daemon.URL + "plain/"
-	plainLocal := filepath.Join(work, "local-plain") + "/"
 	if err := os.MkdirAll(filepath.Join(daemon.Dir, "plain"), 0o755); err != nil {
 		return err
 	}
+	cols = append(cols, column{name: "rsync -a --delete (daemon)", plain: daemon.URL + "plain/", daemon: true},
+		column{name: "rsync -a --delete (local)", plain: filepath.Join(work, "local-plain") + "/"})
 
-	type row struct {
-		name           string
-		sr, pr, sl, pl measure
+	steps := []struct {
+		name string
+		snap func(i int) mirror.Snapshot
+		runs int
+	}{
+		{"full first sync", func(int) mirror.Snapshot { return s1 }, 1},
+		{"no change", func(int) mirror.Snapshot { return s1 }, o.repeat},
+		{"one package added", func(i int) mirror.Snapshot { return snaps[i+1] }, o.repeat},
 	}
-	var rows []row
-	step := func(name string, sluiceSnap func(i int) mirror.Snapshot, runs int) error {
-		var sr, pr, sl, pl []measure
-		for i := range runs {
-			snap := sluiceSnap(i)
-			m, err := b.sluiceSync(ctx, rt, snap)
-			if err != nil {
-				return err
+	res := make([][]measure, len(steps))
+	for si, st := range steps {
+		runs := make([][]measure, len(cols))
+		for i := range st.runs {
+			snap := st.snap(i)
+			for ci, c := range cols {
+				var m measure
+				var err error
+				if c.t != nil {
+					m, err = b.sluiceSync(ctx, c.s, c.t, snap)
+				} else {
+					m, err = b.plainRsync(ctx, snap, c.plain, c.daemon)
+				}
+				if err != nil {
+					return fmt.Errorf("%s, %s: %w", st.name, c.name, err)
+				}
+				runs[ci] = append(runs[ci], m)
 			}
-			sr = append(sr, m)
-			if m, err = b.plainRsync(ctx, snap, plainDaemon, true); err != nil {
-				return err
-			}
-			pr = append(pr, m)
-			if m, err = b.sluiceSync(ctx, lt, snap); err != nil {
-				return err
-			}
-			sl = append(sl, m)
-			if m, err = b.plainRsync(ctx, snap, plainLocal, false); err != nil {
-				return err
-			}
-			pl = append(pl, m)
 		}
-		rows = append(rows, row{name, median(sr), median(pr), median(sl), median(pl)})
-		return nil
-	}
-	if err := step("full first sync", func(int) mirror.Snapshot { return s1 }, 1); err != nil {
-		return err
-	}
-	if err := step("no change", func(int) mirror.Snapshot { return s1 }, o.repeat); err != nil {
-		return err
-	}
-	if err := step("one package added", func(i int) mirror.Snapshot { return snaps[i+1] }, o.repeat); err != nil {
-		return err
+		for ci := range cols {
+			res[si] = append(res[si], median(runs[ci]))
+		}
 	}
 
 	mib := func(n int64) string { return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20)) }
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "%-18s | %-38s | %-22s | %-6s | %-9s | %-9s | %s\n", "rsync target", "sluice (time, sent, read back)", "rsync -a --delete", "ratio", "local", "rsync -a", "ratio")
-	for _, r := range rows {
-		fmt.Fprintf(w, "%-18s | %8s %11s %13s | %8s %12s | %5.2fx | %9s | %9s | %5.2fx\n", r.name,
-			r.sr.d.Round(time.Millisecond), mib(r.sr.sent), mib(r.sr.received),
-			r.pr.d.Round(time.Millisecond), mib(r.pr.sent), float64(r.sr.d)/float64(r.pr.d),
-			r.sl.d.Round(time.Millisecond), r.pl.d.Round(time.Millisecond), float64(r.sl.d)/float64(r.pl.d))
+	fmt.Fprintf(w, "%-28s", "")
+	for _, st := range steps {
+		fmt.Fprintf(w, " | %-32s", st.name)
 	}
 	fmt.Fprintln(w)
-	noChange, onePkg := rows[1], rows[2]
+	plainOf := func(c column) int {
+		if strings.Contains(c.name, "rsync ") && !strings.Contains(c.name, "local") {
+			return len(cols) - 2
+		}
+		return len(cols) - 1
+	}
+	for ci, c := range cols {
+		fmt.Fprintf(w, "%-28s", c.name)
+		for si := range steps {
+			m := res[si][ci]
+			ratio := ""
+			if c.t != nil {
+				ratio = fmt.Sprintf("%.2fx", float64(m.d)/float64(res[si][plainOf(c)].d))
+			}
+			fmt.Fprintf(w, " | %8s %6s %9s", m.d.Round(time.Millisecond), ratio, mib(m.sent))
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w, "(time, ratio to plain rsync to the same kind of target, bytes sent; a sluice rsync sync's read-back is a dry run: nothing comes back)")
+	fmt.Fprintln(w)
 	verdict := func(ok bool) string {
 		if ok {
 			return "met"
 		}
 		return "NOT MET"
 	}
-	fmt.Fprintf(w, "target: no-change sync under 1 s: rsync %v, local %v: %s\n", noChange.sr.d.Round(time.Millisecond),
-		noChange.sl.d.Round(time.Millisecond), verdict(noChange.sr.d < time.Second && noChange.sl.d < time.Second))
-	fmt.Fprintf(w, "target: one-package sync within 1.5x of plain rsync: rsync target %.2fx, local %.2fx: %s\n",
-		float64(onePkg.sr.d)/float64(onePkg.pr.d), float64(onePkg.sl.d)/float64(onePkg.pl.d),
-		verdict(float64(onePkg.sr.d) <= 1.5*float64(onePkg.pr.d)))
-	fmt.Fprintln(w, "sluice's times include what plain rsync does not do: the lock and trace files, three ordered stages,")
-	fmt.Fprintln(w, "the read-back of the whole target by checksum and repo.Verify of it, the ordered deletion.")
+	for ci, c := range cols[:4] {
+		nc, one := res[1][ci], res[2][ci]
+		plain := res[2][plainOf(c)]
+		fmt.Fprintf(w, "%-20s no-change sync under 1 s: %8s %-8s one-package sync within 1.5x of plain rsync: %5.2fx %s\n", c.name,
+			nc.d.Round(time.Millisecond), verdict(nc.d < time.Second), float64(one.d)/float64(plain.d), verdict(float64(one.d) <= 1.5*float64(plain.d)))
+	}
+	fmt.Fprintln(w, "sluice does what plain rsync does not: the snapshot's repo.Verify (every sync in full mode; once per snapshot")
+	fmt.Fprintln(w, "in quick mode), the lock and trace files, three ordered stages, the check of the target against the snapshot")
+	fmt.Fprintln(w, "(by content in full mode: the target reads everything), the deletion one generation late.")
 	return nil
+}
+
+// column is one way of syncing: sluice to a target, or plain rsync.
+type column struct {
+	name   string
+	s      *mirror.Syncer
+	t      mirror.Target
+	plain  string
+	daemon bool
 }
 
 func newRelease(work, format string, key *repo.Key, log *slog.Logger) (*release, error) {
