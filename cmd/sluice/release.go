@@ -502,7 +502,8 @@ func releaseResult(o releaseOutcome, start time.Time) *results.Result {
 
 func newReleaseCmd(log *slog.Logger) *cobra.Command {
 	cmd := &cobra.Command{Use: "release", Short: "Publish into, inspect, roll back and audit the release repositories"}
-	cmd.AddCommand(newReleasePublishCmd(log), newReleaseListCmd(log), newReleaseDiffCmd(log), newReleaseRollbackCmd(log), newReleaseAuditCmd(log))
+	cmd.AddCommand(newReleasePublishCmd(log), newReleaseListCmd(log), newReleaseDiffCmd(log), newReleaseRollbackCmd(log), newReleaseAuditCmd(log),
+		newReleasePruneCmd(log))
 	return cmd
 }
 
@@ -588,13 +589,14 @@ func newReleasePublishCmd(log *slog.Logger) *cobra.Command {
 	return cmd
 }
 
-// releaseDirs are the formats of a release repository that exist.
+// releaseDirs are the formats of a release repository that something was
+// published into (a directory that a failed first publish left is not).
 func releaseDirs(dataDir string, rc releaseRepoConfig) map[string]repo.ReleaseDir {
 	out := map[string]repo.ReleaseDir{}
 	for _, f := range rc.Formats {
-		d := releaseDir(dataDir, rc.Name, f)
-		if _, err := os.Stat(d); err == nil {
-			out[f] = repo.ReleaseDir(d)
+		d := repo.ReleaseDir(releaseDir(dataDir, rc.Name, f))
+		if d.Published() {
+			out[f] = d
 		}
 	}
 	return out
@@ -630,12 +632,20 @@ func newReleaseListCmd(log *slog.Logger) *cobra.Command {
 				}
 				cur, _ := d.CurrentID()
 				fmt.Fprintf(w, "%s/%s (%s):\n", rc.Name, f, d)
+				listed := map[string]bool{}
+				for _, s := range snaps {
+					listed[s.ID] = true
+				}
 				for _, s := range snaps {
 					mark := " "
 					if s.ID == cur {
 						mark = "*"
 					}
-					fmt.Fprintf(w, "%s %s  %s  %d packages  parent %s\n", mark, s.ID, s.Created.UTC().Format(time.RFC3339), len(s.Packages), orDash(s.Parent))
+					parent := orDash(s.Parent)
+					if s.Parent != "" && !listed[s.Parent] {
+						parent += " (pruned)"
+					}
+					fmt.Fprintf(w, "%s %s  %s  %d packages  parent %s\n", mark, s.ID, s.Created.UTC().Format(time.RFC3339), len(s.Packages), parent)
 					if pkgs {
 						for _, p := range s.Packages {
 							fmt.Fprintf(w, "      %s  since %s  %s@%s\n", p.Identity(), p.Since, p.Provenance.Project, p.Provenance.Commit)
@@ -727,22 +737,28 @@ func newReleaseRollbackCmd(log *slog.Logger) *cobra.Command {
 			}
 			defer e.close()
 			done := 0
+			var missing []string
 			for _, f := range rc.Formats {
 				d, ok := releaseDirs(e.dataDir, rc)[f]
 				if !ok || format != "" && f != format {
 					continue
 				}
-				if _, err := d.Snapshot(to); errors.Is(err, repo.ErrNoSnapshot) {
+				// A format without the snapshot (never made, or pruned)
+				// is left as it is; the error says which.
+				if err := d.Rollback(cmd.Context(), to); errors.Is(err, repo.ErrNoSnapshot) {
+					missing = append(missing, fmt.Sprintf("%s/%s: %v", rc.Name, f, err))
 					continue
-				}
-				if err := d.Rollback(cmd.Context(), to); err != nil {
+				} else if err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s/%s: current is snapshot %s\n", rc.Name, f, to)
 				done++
 			}
 			if done == 0 {
-				return fmt.Errorf("release rollback %s: no snapshot %s", rc.Name, to)
+				return fmt.Errorf("release rollback %s: no snapshot %s: %s", rc.Name, to, orDash(strings.Join(missing, "; ")))
+			}
+			for _, m := range missing {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s (left as it is)\n", m)
 			}
 			return nil
 		},
@@ -818,6 +834,80 @@ func newReleaseAuditCmd(log *slog.Logger) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&keyringFile, "keyring", "", "public key(s) the snapshots must be signed with (default: the release key's)")
+	sf.register(cmd.Flags())
+	return cmd
+}
+
+// pruneRelease prunes each format of the release repository rc (or only
+// format) that has snapshots: it keeps the newest keep snapshots, the
+// current one and those protect gives for the format (the snapshots its
+// mirror targets serve), and writes one line per format to w.
+func pruneRelease(ctx context.Context, dataDir string, rc releaseRepoConfig, format string, keep int,
+	protect map[string][]string, w io.Writer, log *slog.Logger) error {
+	done := 0
+	for _, f := range rc.Formats {
+		d, ok := releaseDirs(dataDir, rc)[f]
+		if !ok || format != "" && f != format {
+			continue
+		}
+		sum, err := d.Prune(ctx, keep, protect[f], log)
+		if err != nil {
+			return err
+		}
+		cur, _ := d.CurrentID()
+		fmt.Fprintf(w, "%s/%s: removed %s; kept %s (current %s); %d pool files (%d bytes) removed\n", rc.Name, f,
+			orDash(strings.Join(sum.Removed, " ")), orDash(strings.Join(sum.Kept, " ")), orDash(cur), sum.PoolFiles, sum.PoolBytes)
+		done++
+	}
+	if done == 0 {
+		return fmt.Errorf("release prune %s: nothing published", rc.Name)
+	}
+	return nil
+}
+
+func newReleasePruneCmd(log *slog.Logger) *cobra.Command {
+	var sf storeFlags
+	var keep int
+	var protect []string
+	var format string
+	cmd := &cobra.Command{
+		Use:   "prune NAME --keep N [--protect ID,...] [--format deb|rpm]",
+		Short: "Remove the old snapshots of a release repository and the pool files only they used",
+		Long: "Remove the snapshots of the release repository NAME older than its newest N, in each format (or only\n" +
+			"in --format), then the files of its pool that no remaining snapshot names. The current snapshot stays,\n" +
+			"and so does each snapshot --protect names: give the snapshots that mirror targets serve (`sluice mirror\n" +
+			"status NAME`), which a mirror may need again to restore or roll back a target. A pruned snapshot\n" +
+			"cannot be rolled back to. Runs under the repository's lock; a prune interrupted at any point leaves\n" +
+			"a consistent repository, and the next prune or publish finishes it.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if keep < 1 {
+				return fmt.Errorf("release prune: --keep %d: give how many of the newest snapshots to keep (at least 1)", keep)
+			}
+			if format != "" && format != "deb" && format != "rpm" {
+				return fmt.Errorf("release prune: --format %q is not deb or rpm", format)
+			}
+			for _, id := range protect {
+				if !repo.ValidSnapshotID(id) {
+					return fmt.Errorf("release prune: --protect %q is not a snapshot ID", id)
+				}
+			}
+			e, rc, err := releaseEnv(cmd, &sf, args[0], log)
+			if err != nil {
+				return err
+			}
+			defer e.close()
+			// The IDs given protect the snapshot of that ID in every format.
+			byFormat := map[string][]string{}
+			for _, f := range rc.Formats {
+				byFormat[f] = protect
+			}
+			return pruneRelease(cmd.Context(), e.dataDir, rc, format, keep, byFormat, cmd.OutOrStdout(), log)
+		},
+	}
+	cmd.Flags().IntVar(&keep, "keep", 0, "how many of the newest snapshots to keep, at least 1 (required)")
+	cmd.Flags().StringSliceVar(&protect, "protect", nil, "snapshot IDs to keep whatever their age, comma-separated (those mirror targets serve)")
+	cmd.Flags().StringVar(&format, "format", "", "only this format: deb or rpm")
 	sf.register(cmd.Flags())
 	return cmd
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -192,6 +193,10 @@ func TestReleaseProvenanceCLI(t *testing.T) {
 		!strings.Contains(out, "stable/rpm: release stable: 1 packages refused, nothing published; hello-1.0-1.noarch.rpm: no build record") {
 		t.Fatalf("publish after merge: %v\n%s", err, out)
 	}
+	// The refused first publish of the rpm format left nothing.
+	if _, err := os.Lstat(filepath.Join(data, "releases", "stable", "rpm")); !os.IsNotExist(err) {
+		t.Fatalf("a refused first publish left its directory: %v", err)
+	}
 	saveRecord(t, e, "v2", "hello", dir, first, builder.Passed, 0, v2)
 	if out, err := sluice(t, args("release", "publish", "stable", v2)...); err != nil || !strings.Contains(out, "stable/deb: snapshot 000002, 2 packages (1 added, 0 pruned)") {
 		t.Fatalf("second publish: %v\n%s", err, out)
@@ -217,7 +222,8 @@ func TestReleaseProvenanceCLI(t *testing.T) {
 	}
 
 	out, err = sluice(t, args("release", "list", "stable", "--packages")...)
-	if err != nil || !strings.Contains(out, "* 000002") || !strings.Contains(out, "  000001") || !strings.Contains(out, "hello_1.1-1_all  since 000002  hello@"+first) {
+	if err != nil || !strings.Contains(out, "* 000002") || !strings.Contains(out, "  000001") || !strings.Contains(out, "hello_1.1-1_all  since 000002  hello@"+first) ||
+		strings.Contains(out, "stable/rpm") {
 		t.Fatalf("list: %v\n%s", err, out)
 	}
 	out, err = sluice(t, args("release", "diff", "stable", "000001", "000002")...)
@@ -436,5 +442,86 @@ func TestReleasesConfig(t *testing.T) {
 		if _, err := parseConfig(strings.NewReader(doc)); err == nil {
 			t.Errorf("%s: accepted:\n%s", name, doc)
 		}
+	}
+}
+
+// TestReleasePruneCLI publishes three snapshots and prunes with `sluice
+// release prune`: the newest and the protected snapshots stay, the pool
+// loses what only the pruned one used, apt-get reads current, a rollback
+// to the pruned snapshot is refused and says why, and a format whose
+// first publish failed (its directory left with only its lock) is neither
+// listed nor pruned.
+func TestReleasePruneCLI(t *testing.T) {
+	t.Parallel()
+	pkgtest.NeedTool(t, "apt-get")
+	dir, first := gitRepo(t)
+	data := t.TempDir()
+	conf := filepath.Join(t.TempDir(), "sluice.yaml")
+	writeTestFile(t, conf, "local:\n  projects:\n    - name: hello\n      path: "+dir+"\n"+
+		"releases:\n  repositories:\n    - name: stable\n      branch: main\n      projects: [hello]\n      keep: 1\n")
+	e := releaseTestEnv(t, data, conf)
+	args := func(a ...string) []string { return append(a, "--data-dir", data, "--config", conf) }
+	in := t.TempDir()
+	var shas []string
+	for i, v := range []string{"1.0-1", "1.1-1", "1.2-1"} {
+		p, err := (pkgtest.Deb{Name: "hello", Version: v, Arch: "all"}).WriteFile(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		saveRecord(t, e, "v"+v, "hello", dir, first, builder.Passed, 0, p)
+		if out, err := sluice(t, args("release", "publish", "stable", p)...); err != nil || !strings.Contains(out, fmt.Sprintf("snapshot %06d", i+1)) {
+			t.Fatalf("publish %s: %v\n%s", v, err, out)
+		}
+		pkg, err := repo.Inspect(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shas = append(shas, pkg.SHA256)
+	}
+	// The rpm format's directory as a failed first publish leaves it.
+	rpmDir := filepath.Join(data, "releases", "stable", "rpm")
+	if err := os.MkdirAll(filepath.Join(rpmDir, ".sluice"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeTestFile(t, filepath.Join(rpmDir, ".sluice", "lock"), "")
+
+	for _, bad := range [][]string{{"--keep", "0"}, {"--keep", "1", "--protect", "1"}, {"--keep", "1", "--format", "tar"}} {
+		if out, err := sluice(t, args(append([]string{"release", "prune", "stable"}, bad...)...)...); err == nil {
+			t.Errorf("prune %v: %s", bad, out)
+		}
+	}
+	out, err := sluice(t, args("release", "prune", "stable", "--keep", "1", "--protect", "000001")...)
+	if err != nil || !strings.Contains(out, "stable/deb: removed 000002; kept 000001 000003 (current 000003); 1 pool files") || strings.Contains(out, "stable/rpm") {
+		t.Fatalf("prune: %v\n%s", err, out)
+	}
+	pool := func(sha string) string {
+		return filepath.Join(data, "releases", "stable", "deb", repo.ReleasePool, "sha256", sha[:2], sha)
+	}
+	for i, sha := range shas {
+		_, err := os.Stat(pool(sha))
+		if (i == 1) != os.IsNotExist(err) {
+			t.Errorf("pool file of package %d: %v", i, err)
+		}
+	}
+	out, err = sluice(t, args("release", "list", "stable")...)
+	if err != nil || !strings.Contains(out, "  000001") || strings.Contains(out, " 000002  ") || !strings.Contains(out, "* 000003") ||
+		!strings.Contains(out, "parent 000002 (pruned)") || strings.Contains(out, "stable/rpm") {
+		t.Fatalf("list after prune: %v\n%s", err, out)
+	}
+	cur := filepath.Join(data, "releases", "stable", "deb", repo.ReleaseCurrent)
+	aptGetReads(t, cur, "stable", "hello=1.2-1")
+	out, err = sluice(t, args("release", "rollback", "stable", "--to", "000002")...)
+	if err == nil || !strings.Contains(err.Error(), "snapshot 000002 was pruned") {
+		t.Fatalf("rollback to a pruned snapshot: %v\n%s", err, out)
+	}
+	if target, err := os.Readlink(cur); err != nil || target != "snapshots/000003" {
+		t.Fatalf("current -> %q %v", target, err)
+	}
+	// Nothing left to prune; the audit still proves every package.
+	if out, err := sluice(t, args("release", "prune", "stable", "--keep", "1", "--protect", "000001")...); err != nil || !strings.Contains(out, "removed -; kept 000001 000003") {
+		t.Fatalf("prune again: %v\n%s", err, out)
+	}
+	if out, err := sluice(t, args("release", "audit", "stable")...); err != nil || !strings.Contains(out, "2 snapshots, 2 packages checked, 0 findings") {
+		t.Fatalf("audit after prune: %v\n%s", err, out)
 	}
 }
