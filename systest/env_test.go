@@ -74,11 +74,20 @@ func testLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, ni
 // nsIDs are the namespaces of a running environment, as links of /proc.
 type nsIDs map[string]string
 
+// envNamespaces returns the namespaces of e and holds each open until
+// the test ends: a namespace freed could otherwise get its number again
+// for another test's environment, and look leaked.
 func envNamespaces(t *testing.T, e *ChrootEnv) nsIDs {
 	t.Helper()
 	ids := nsIDs{}
 	for _, ns := range []string{"pid_for_children", "mnt", "net", "uts", "ipc"} {
-		l, err := os.Readlink("/proc/" + strconv.Itoa(e.InitPID()) + "/ns/" + ns)
+		p := "/proc/" + strconv.Itoa(e.InitPID()) + "/ns/" + ns
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		l, err := os.Readlink(p)
 		if err != nil {
 			t.Fatal(err)
 		}
