@@ -1,11 +1,13 @@
 // Package mirror syncs release snapshots to mirrors, one transaction per
-// release repository and format: each target gets the new snapshot, is
-// read back and checked with the rules of repo.Verify (signatures, sizes,
-// checksums; RPM package signatures), and switches to it only then; a
-// target that still fails after a retry is put back on the snapshot it
-// served before, checked, and reported. Every sync writes a manifest (the
-// snapshot, each target's outcome, the packages added and removed) and
-// records a sluice.mirror.sync result per target.
+// release repository and format. A sync verifies the snapshot itself with
+// repo.Verify (signatures, sizes, checksums; RPM package signatures) and
+// puts it on each target; each target is then checked against the
+// snapshot and switched to it only once both pass. A target that still
+// fails after a retry (which compares every file by content), or whose
+// snapshot does not verify, is put back on the snapshot it served before,
+// checked, and reported. Every sync writes a manifest (the snapshot, each
+// target's outcome, the packages added and removed) and records a
+// sluice.mirror.sync result per target.
 //
 // Its input is a snapshot as package repo publishes release repositories:
 // ROOT/snapshots/ID/ an immutable, signed repository tree, ROOT/current a
@@ -15,21 +17,29 @@
 //
 //   - [Local], a directory on this host or a mounted share: the snapshot
 //     is copied to DIR/snapshots/ID (hard links where the file system
-//     allows), checked there, and DIR/current is switched to it by one
-//     rename. A reader that resolves current once sees the old snapshot
-//     or the new one, never a mix; the previous snapshots stay (three by
-//     default) for readers still on them and for rollbacks.
+//     allows), checked there (every file the snapshot's own inode, or the
+//     same bytes), and DIR/current is switched to it by one rename. A
+//     reader that resolves current once sees the old snapshot or the new
+//     one, never a mix; the previous snapshots stay (three by default) for
+//     readers still on them and for rollbacks.
 //
 //   - [Rsync], any rsync destination (daemon or SSH), in the order of
-//     Debian's ftpsync: a lock file, then the content-addressed files
-//     (packages, APT by-hash indices, checksum-named repodata) without
-//     deleting anything, then the plain-named APT indices, then the entry
-//     files (InRelease, Release, Release.gpg; repomd.xml and
-//     repomd.xml.asc) last, each group renamed into place at its end
-//     (--delay-updates); then a read-back (rsync --checksum into a local
-//     copy) checked with repo.Verify; then deletion of what neither the new
-//     snapshot nor the one served before holds; the trace file
-//     project/trace/NAME last.
+//     Debian's ftpsync: a lock file; the content-addressed files (packages,
+//     APT by-hash indices, checksum-named repodata) that the served
+//     snapshot did not have, without deleting anything; then the
+//     plain-named APT indices, then the entry files (InRelease, Release,
+//     Release.gpg; repomd.xml and repomd.xml.asc) last, each group renamed
+//     into place at its end (--delay-updates) and only once the snapshot
+//     verified; then a check, a dry run of the whole sync that lists every
+//     file of the target that differs from the snapshot (by checksum: the
+//     target reads all it holds; in quick mode by size and mtime, and by
+//     checksum for what this sync wrote and every index and entry file);
+//     then deletion of what neither the new snapshot nor the one served
+//     before holds; the trace file project/trace/NAME last; the lock file
+//     removed. A target holding the snapshot's bytes, of a snapshot that
+//     passes repo.Verify, passes repo.Verify: that is the check. `sluice
+//     mirror verify` (Target.Verify) reads a target back whole and runs
+//     repo.Verify on what it read.
 //
 // What the rsync order guarantees, and what it does not: an rsync target
 // has no single switch. A client that reads the entry file first and

@@ -1,6 +1,8 @@
 package mirror
 
 import (
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -124,6 +126,47 @@ func FuzzParseState(f *testing.F) {
 		for name, ts := range s.Targets {
 			if CheckName("target", name) != nil || ts == nil || (ts.Served != "" && CheckName("snapshot", ts.Served) != nil) {
 				t.Fatalf("unsafe state accepted: %q %+v", name, ts)
+			}
+		}
+	})
+}
+
+func TestParseItems(t *testing.T) {
+	t.Parallel()
+	diffs, deletes, err := ParseItems([]string{
+		">f+++++++++ pool/main/h/hello/hello_1.0_amd64.deb",
+		">fc.t...... dists/stable/InRelease",
+		".d..t...... dists/",
+		"cd+++++++++ pool/main/n/",
+		".f...p..... signing-key.pub.asc",
+		"*deleting   dists/stable/main/binary-amd64/by-hash/SHA256/0a1b",
+		"*deleting   pool/main/o/old/",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(diffs, []string{"pool/main/h/hello/hello_1.0_amd64.deb", "dists/stable/InRelease"}) ||
+		!slices.Equal(deletes, []string{"dists/stable/main/binary-amd64/by-hash/SHA256/0a1b", "pool/main/o/old/"}) {
+		t.Fatalf("ParseItems: %q %q", diffs, deletes)
+	}
+	for _, bad := range []string{"*deleting   ../etc/passwd", "*deleting   /etc", ">f+++++++++ a/../b", "short", ">f+++++++++ a\\#012b", "?f+++++++++ x"} {
+		if _, _, err := ParseItems([]string{bad}); err == nil {
+			t.Errorf("ParseItems(%q) accepted", bad)
+		}
+	}
+}
+
+func FuzzParseItems(f *testing.F) {
+	f.Add(">f+++++++++ pool/a.deb\n*deleting   pool/b.deb\n.d..t...... dists/")
+	f.Add("*deleting   ../x")
+	f.Fuzz(func(t *testing.T, data string) {
+		diffs, deletes, err := ParseItems(strings.Split(data, "\n"))
+		if err != nil {
+			return
+		}
+		for _, n := range append(diffs, deletes...) {
+			if !cleanItemName(n) || strings.Contains(n, "..") && slices.Contains(strings.Split(n, "/"), "..") {
+				t.Fatalf("unclean name %q accepted", n)
 			}
 		}
 	})

@@ -64,20 +64,10 @@ const (
 )
 
 // Rsync is a target any rsync can write: an rsync daemon or a host over
-// SSH. It is synced in the order of Debian's ftpsync, for clients that
-// start from InRelease (APT, by hash) or repomd.xml (RPM):
-//
-//  1. a lock file Archive-Update-in-Progress-<name> at the top;
-//  2. content-addressed and immutable files (packages, by-hash indices,
-//     checksum-named repodata), nothing deleted;
-//  3. APT indices under their plain names, then the entry files
-//     (InRelease, Release, Release.gpg; repomd.xml, repomd.xml.asc), each
-//     group with --delay-updates;
-//  4. a read-back of the whole target, checked with repo.Verify;
-//  5. deletion of what neither this snapshot nor the one served before
-//     holds (a reader that started from the previous entry files still
-//     finds what they name), the trace file project/trace/<name> last,
-//     and the lock file removed.
+// SSH, synced in the order the package comment describes (after Debian's
+// ftpsync). Files under a fixed name are always compared by content; for
+// an rsync daemon, set "socket options = TCP_NODELAY" on the daemon, or
+// each exchange of the protocol waits out a delayed ACK.
 type Rsync struct {
 	name string
 	cfg  RsyncConfig
@@ -385,6 +375,7 @@ func listFile(dir, name string, names []string) (string, error) {
 // Begin implements [Target]: the lock file goes up first, making the
 // destination's directory if need be.
 func (r *Rsync) Begin(ctx context.Context, snap Snapshot) (func(context.Context) error, error) {
+	r.written, r.extras = nil, nil
 	dir, clean, err := r.scratch()
 	if err != nil {
 		return nil, err

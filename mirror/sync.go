@@ -160,10 +160,13 @@ func (e *SyncError) Error() string {
 	return fmt.Sprintf("mirror %s/%s: snapshot %s: %d targets failed: %s", e.Repo, e.Format, e.Snapshot, len(e.Failed), strings.Join(parts, "; "))
 }
 
-// Sync puts snap on every target, a transaction per target: each is
-// staged, checked (and staged again by content if the check fails, up to
-// Retries times) and switched to snap only when it passes; otherwise it
-// is put back on the snapshot it served before, checked, and reported.
+// Sync puts snap on every target, a transaction per target: snap itself
+// is verified with repo.Verify (in the background, while the first
+// target is staged); each target is staged, checked against snap (and
+// staged again by content if the check fails, up to Retries times) and
+// switched to snap only when both pass; otherwise it is put back on the
+// snapshot it served before, checked, and reported. A target that serves
+// snap already is only checked.
 // src finds those previous snapshots. kind is "sync" or "rollback". It
 // returns the manifest, and a *SyncError if a target failed.
 func (s *Syncer) Sync(ctx context.Context, src Snapshots, snap Snapshot, kind string, targets []Target) (*Manifest, error) {
