@@ -214,17 +214,26 @@ func TestReleasePrune(t *testing.T) {
 // verifies; the next prune (or publish) finishes the work.
 func TestReleasePruneInterrupted(t *testing.T) {
 	t.Parallel()
-	for _, next := range []string{"prune", "publish"} {
-		t.Run(next, func(t *testing.T) {
+	for _, c := range []struct{ format, next string }{{"deb", "prune"}, {"deb", "publish"}, {"rpm", "prune"}} {
+		next := c.next
+		t.Run(c.format+" "+next, func(t *testing.T) {
 			t.Parallel()
 			dir, in := t.TempDir(), t.TempDir()
-			r := newTestRelease(t, dir, "deb", 1)
+			r := newTestRelease(t, dir, c.format, 1)
 			d := r.Dir()
 			prover := builtProver{}
-			for _, v := range []string{"1", "2", "3"} {
-				p := writeDeb(t, in, pkgtest.Deb{Name: "hello", Version: v, Arch: "all"})
+			mk := func(v string) string {
+				var p string
+				if c.format == "deb" {
+					p = writeDeb(t, in, pkgtest.Deb{Name: "hello", Version: v, Arch: "all"})
+				} else {
+					p = writeRPM(t, in, pkgtest.RPM{Name: "hello", Version: v, Release: "1", Arch: "noarch"})
+				}
 				prover.built(t, p)
-				mustPublish(t, r, prover, p)
+				return p
+			}
+			for _, v := range []string{"1", "2", "3"} {
+				mustPublish(t, r, prover, mk(v))
 			}
 			// Killed after the renames, in the middle of the deletion.
 			snaps := filepath.Join(dir, ReleaseSnapshots)
@@ -233,7 +242,7 @@ func TestReleasePruneInterrupted(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if err := os.RemoveAll(filepath.Join(snaps, trashPrefix+"000001-x", "dists")); err != nil {
+			if err := os.RemoveAll(filepath.Join(snaps, trashPrefix+"000001-x", ".sluice")); err != nil {
 				t.Fatal(err)
 			}
 			if got := snapshotIDs(t, d); !slices.Equal(got, []string{"000003"}) {
@@ -252,9 +261,7 @@ func TestReleasePruneInterrupted(t *testing.T) {
 					t.Fatalf("prune after a crash: %+v %v", sum, err)
 				}
 			case "publish":
-				p := writeDeb(t, in, pkgtest.Deb{Name: "hello", Version: "4", Arch: "all"})
-				prover.built(t, p)
-				if s := mustPublish(t, r, prover, p); s.Snapshot.ID != "000004" {
+				if s := mustPublish(t, r, prover, mk("4")); s.Snapshot.ID != "000004" {
 					t.Fatalf("publish after a crash made %s", s.Snapshot.ID)
 				}
 			}
@@ -263,6 +270,9 @@ func TestReleasePruneInterrupted(t *testing.T) {
 			}
 			if next == "prune" && len(storeFiles(t, dir)) != 1 {
 				t.Fatalf("pool: %v", storeFiles(t, dir))
+			}
+			if probs, err := Verify(t.Context(), filepath.Join(dir, ReleaseCurrent), keyring(t, mustKey(t))); err != nil || len(probs) > 0 {
+				t.Fatalf("current after the %s: %v %v", next, probs, err)
 			}
 		})
 	}
