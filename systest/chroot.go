@@ -222,6 +222,22 @@ func (c *Chroot) Resume(ctx context.Context, id string, opts EnvOptions) (*Chroo
 	return e, nil
 }
 
+// noLinks checks that no component of rel below root is a symbolic link.
+func noLinks(root, rel string) error {
+	p := root
+	for _, part := range strings.Split(rel, "/") {
+		p = filepath.Join(p, part)
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("mount point %s: /%s is a symbolic link", rel, strings.TrimPrefix(p, root+"/"))
+		}
+	}
+	return nil
+}
+
 // checkEnvPath accepts an absolute, clean path that is not /.
 func checkEnvPath(p string) error {
 	if !filepath.IsAbs(p) || filepath.Clean(p) != p || p == "/" || strings.ContainsAny(p, "\x00\n") {
@@ -302,6 +318,11 @@ func (e *ChrootEnv) start(ctx context.Context, c *Chroot, opts EnvOptions, resum
 	defer rr.Close()
 	mount := func(src, rel, fstype string, flags uintptr, data string) error {
 		p := filepath.Join(root, rel)
+		// The host resolves the mount point: no link on the way may
+		// lead it out (a kept environment's files are the package's).
+		if err := noLinks(root, rel); err != nil {
+			return err
+		}
 		if err := unix.Mount(src, p, fstype, flags, data); err != nil {
 			return fmt.Errorf("mount %s on /%s: %w", src, rel, err)
 		}

@@ -362,3 +362,37 @@ func TestEnvNamedNetNS(t *testing.T) {
 		t.Error("a missing namespace was accepted")
 	}
 }
+
+// TestEnvResumeLinks resumes a kept environment whose /tmp a package
+// replaced with a link to the host's /etc: the mount is refused, not made
+// on the host.
+func TestEnvResumeLinks(t *testing.T) {
+	t.Parallel()
+	b := needBase(t)
+	c := NewChroot(t.TempDir(), testLog())
+	e, err := c.StartChroot(t.Context(), EnvOptions{Base: b, Keep: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := e.ID()
+	e.Close()
+	upper := filepath.Join(e.Dir(), "upper")
+	os.RemoveAll(filepath.Join(upper, "tmp"))
+	if err := os.Symlink("/etc", filepath.Join(upper, "tmp")); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Resume(t.Context(), id, EnvOptions{})
+	if err == nil {
+		r.Close()
+		t.Fatal("a mount point that is a link was used")
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, l := range strings.Split(string(mi), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && (f[4] == "/etc" || strings.HasPrefix(f[4], e.Dir())) {
+			t.Errorf("mount left: %s", l)
+		}
+	}
+	if err := c.Remove(t.Context(), id); err != nil {
+		t.Fatal(err)
+	}
+}
