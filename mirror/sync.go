@@ -64,6 +64,11 @@ type Options struct {
 	Retries int
 	// Recorder, when set, records a sluice.mirror.sync result per target.
 	Recorder Recorder
+	// ResultData is added to the data of every result recorded (the
+	// buildset, pipeline, ... of the run that syncs), and ResultGroups are
+	// their groups; neither overrides what the Syncer sets.
+	ResultData   map[string][]string
+	ResultGroups []string
 	// Artifacts, when set, keeps each manifest.
 	Artifacts Artifacts
 	// Progress, when set, is told how far each step is.
@@ -539,7 +544,13 @@ func (s *Syncer) record(ctx context.Context, m *Manifest) error {
 		if m.Artifact != "" {
 			data["manifest_sha256"] = []string{m.Artifact}
 		}
-		res := &results.Result{Testcase: results.Testcase{Name: Testcase}, Outcome: t.Outcome, Note: note, Data: data}
+		for k, v := range s.o.ResultData {
+			if _, ok := data[k]; !ok {
+				data[k] = slices.Clone(v)
+			}
+		}
+		res := &results.Result{Testcase: results.Testcase{Name: Testcase}, Outcome: t.Outcome, Note: note, Data: data,
+			Groups: slices.Clone(s.o.ResultGroups)}
 		if err := s.o.Recorder.Record(ctx, res); err != nil {
 			return fmt.Errorf("mirror %s/%s: record result of %s: %w", m.Repo, m.Format, t.Name, err)
 		}

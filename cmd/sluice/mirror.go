@@ -48,7 +48,7 @@ func openMirror(cmd *cobra.Command, sf *storeFlags, name string, log *slog.Logge
 	if err != nil {
 		return nil, err
 	}
-	w, err := newMirrorWork(e, name, log, progress)
+	w, err := newMirrorWork(e, name, log, progress, nil, nil)
 	if err != nil {
 		e.close()
 		return nil, err
@@ -57,8 +57,9 @@ func openMirror(cmd *cobra.Command, sf *storeFlags, name string, log *slog.Logge
 }
 
 // newMirrorWork wires the syncer of release repository name on e: its
-// keyring, the store's results, the artifact store for manifests.
-func newMirrorWork(e *env, name string, log *slog.Logger, progress mirror.Progress) (*mirrorWork, error) {
+// keyring, the store's results (with data and groups added to each), the
+// artifact store for manifests.
+func newMirrorWork(e *env, name string, log *slog.Logger, progress mirror.Progress, data map[string][]string, groups []string) (*mirrorWork, error) {
 	mc, err := e.cfg.Mirrors.repository(name)
 	if err != nil {
 		return nil, err
@@ -85,7 +86,7 @@ func newMirrorWork(e *env, name string, log *slog.Logger, progress mirror.Progre
 	}
 	s, err := mirror.NewSyncer(mirror.Options{StateDir: mirrorStateDir(e.dataDir), Keyring: kr, Retries: retries,
 		Recorder: storeRecorder{e}, Artifacts: artifactStore{arts}, Progress: progress, Log: log,
-		TrustVerified: e.cfg.Mirrors.Check == mirror.CheckQuick})
+		TrustVerified: e.cfg.Mirrors.Check == mirror.CheckQuick, ResultData: data, ResultGroups: groups})
 	if err != nil {
 		return nil, err
 	}
@@ -200,6 +201,23 @@ func (w *mirrorWork) sync(ctx context.Context, out io.Writer, to, kind string, l
 		return fmt.Errorf("mirror %s: no format has snapshot %q", w.mc.Name, orDash(to))
 	}
 	return errors.Join(errs...)
+}
+
+// syncReleaseMirrors syncs the current snapshots of release repository
+// name to its mirror targets, for the post pipeline after a release
+// publish: data and groups go into each sluice.mirror.sync result (the
+// buildset, pipeline, ...). It does nothing (ok false) when the mirrors
+// section has no targets for name; err is a *mirror.SyncError (joined per
+// format) when a target failed.
+func syncReleaseMirrors(ctx context.Context, e *env, name string, data map[string][]string, groups []string, out io.Writer, log *slog.Logger) (ok bool, err error) {
+	if _, err := e.cfg.Mirrors.repository(name); err != nil {
+		return false, nil
+	}
+	w, err := newMirrorWork(e, name, log, nil, data, groups)
+	if err != nil {
+		return true, err
+	}
+	return true, w.sync(ctx, out, "", "sync", log)
 }
 
 // storeRecorder records results in the store (and its outbox).
@@ -406,7 +424,7 @@ func newMirrorVerifyCmd(log *slog.Logger) *cobra.Command {
 					if tc.Name != targetName {
 						continue
 					}
-					w, err := newMirrorWork(e, mc.Name, log, nil)
+					w, err := newMirrorWork(e, mc.Name, log, nil, nil, nil)
 					if err != nil {
 						return err
 					}

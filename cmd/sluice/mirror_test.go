@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"fmt"
@@ -136,6 +137,21 @@ func TestMirrorCLI(t *testing.T) {
 	}
 	if passed != 12 || len(rs) != 12 {
 		t.Errorf("%d sluice.mirror.sync results, %d passed with a manifest; want 12", len(rs), passed)
+	}
+	// What the post pipeline calls after a release publish.
+	const buildset = "6f1c1f8e-3a8e-4f8e-9d4e-2b1f0c7d9a11"
+	var sout strings.Builder
+	if ok, err := syncReleaseMirrors(t.Context(), e, "stable", map[string][]string{"buildset": {buildset}, "pipeline": {"post"}},
+		[]string{buildset}, &sout, slog.New(slog.DiscardHandler)); !ok || err != nil || strings.Count(sout.String(), "PASSED, serves 000002 (was 000001)") != 4 {
+		t.Fatalf("syncReleaseMirrors: %v %v\n%s", ok, err, sout.String())
+	}
+	rs, _, err = e.results.Results(t.Context(), results.Query{Testcases: []string{mirror.Testcase}, Limit: 50,
+		Data: []results.DataFilter{{Key: "buildset", Values: []string{buildset}}}})
+	if err != nil || len(rs) != 4 || rs[0].Data["pipeline"][0] != "post" {
+		t.Fatalf("results of the post pipeline's sync: %v %+v", err, rs)
+	}
+	if ok, err := syncReleaseMirrors(t.Context(), e, "other", nil, nil, &sout, slog.New(slog.DiscardHandler)); ok || err != nil {
+		t.Errorf("a repository without mirrors: %v %v", ok, err)
 	}
 	if out, err := sluice(t, args("mirror", "sync", "nope")...); err == nil {
 		t.Errorf("sync of an unconfigured repository: %s", out)
