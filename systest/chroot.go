@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -389,7 +391,51 @@ func (e *ChrootEnv) start(ctx context.Context, c *Chroot, opts EnvOptions, resum
 			}
 		}
 	}
-	return e.startHolder(ctx, root, opts.NetNS)
+	if err := e.startHolder(ctx, root, opts.NetNS); err != nil {
+		return err
+	}
+	if opts.Hostname != "" {
+		if err := setHostname(e.initPID, opts.Hostname); err != nil {
+			return fmt.Errorf("hostname: %w", err)
+		}
+	}
+	return nil
+}
+
+// hostnameRE is a host name of RFC 1123 labels.
+var hostnameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
+
+// setHostname sets the host name in the UTS namespace of pid, from a
+// thread of this process that enters it for the moment (a UTS namespace,
+// unlike a mount namespace, can be entered by one thread).
+func setHostname(pid int, name string) error {
+	if len(name) > 64 || !hostnameRE.MatchString(name) {
+		return fmt.Errorf("%q: not a host name", name)
+	}
+	target, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/uts")
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	runtime.LockOSThread()
+	self, err := os.Open("/proc/thread-self/ns/uts")
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer self.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWUTS); err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	err = unix.Sethostname([]byte(name))
+	if rerr := unix.Setns(int(self.Fd()), unix.CLONE_NEWUTS); rerr != nil {
+		// The thread stays locked and dies with its goroutine: it must
+		// not run anything else in the environment's namespace.
+		return errors.Join(err, rerr)
+	}
+	runtime.UnlockOSThread()
+	return err
 }
 
 // startHolder starts the process that holds the namespaces: unshare,

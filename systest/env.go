@@ -34,6 +34,9 @@ type EnvOptions struct {
 	Mounts []Mount
 	// Files are written into the environment before it starts.
 	Files []File
+	// Hostname is the environment's host name (its own UTS namespace);
+	// the host's when empty.
+	Hostname string
 	// Keep leaves the environment's directory (its changes to the base)
 	// in place when it is closed, for debugging; the processes and mounts
 	// go all the same.

@@ -160,7 +160,7 @@ func TestEnv(t *testing.T) {
 			if err := os.WriteFile(hostFile, []byte("from the host\n"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			e, err := c.StartChroot(t.Context(), EnvOptions{Base: b,
+			e, err := c.StartChroot(t.Context(), EnvOptions{Base: b, Hostname: "node-1.sluice.test",
 				Mounts: []Mount{{Source: filepath.Dir(hostFile), Target: "/srv/host", ReadOnly: true}},
 				Files:  []File{{Path: "/etc/sluice/hello", Data: []byte("hi\n")}}})
 			if err != nil {
@@ -174,6 +174,12 @@ func TestEnv(t *testing.T) {
 			dir := e.Dir()
 			if got := runOut(t, e, "cat", "/proc/1/cmdline"); got != "/bin/sleep\x00infinity\x00" {
 				t.Errorf("PID 1 is %q", got)
+			}
+			if got := runOut(t, e, "cat", "/proc/sys/kernel/hostname"); got != "node-1.sluice.test\n" {
+				t.Errorf("host name %q", got)
+			}
+			if h, _ := os.Hostname(); h == "node-1.sluice.test" {
+				t.Error("the host's name was changed")
 			}
 			if got := runOut(t, e, "cat", "/srv/host/data", "/etc/sluice/hello"); got != "from the host\nhi\n" {
 				t.Errorf("mount and file: %q", got)
