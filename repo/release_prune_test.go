@@ -1,16 +1,23 @@
 package repo
 
 import (
+	"bufio"
 	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sluice-ci/sluice/internal/pkgtest"
+	"github.com/sluice-ci/sluice/internal/proc"
 )
 
 // storeFiles lists the SHA-256 names in the repository's pool.
@@ -371,5 +378,103 @@ func TestReleaseFirstPublishFails(t *testing.T) {
 	cur, err := ReleaseDir(dir2).Current()
 	if err != nil || cur.ID != "000002" || !slices.Equal(identities(cur.Packages), []string{"hello_1_all", "other_1_all"}) {
 		t.Fatalf("two first publishes: %+v %v", cur, err)
+	}
+}
+
+var pruneKills = flag.Int("prune-kills", 4, "rounds of TestReleasePruneKilled (each kills one prune)")
+
+// pruneHelperDir names, in the environment of the test binary run as a
+// helper, the release repository TestHelperPrune prunes.
+const pruneHelperDir = "SLUICE_TEST_PRUNE_DIR"
+
+// TestHelperPrune is the prune that TestReleasePruneKilled kills: it says
+// when it starts and prunes to the newest snapshot.
+func TestHelperPrune(t *testing.T) {
+	dir := os.Getenv(pruneHelperDir)
+	if dir == "" {
+		t.Skip("run by TestReleasePruneKilled")
+	}
+	fmt.Println("pruning")
+	if _, err := ReleaseDir(dir).Prune(t.Context(), 1, nil, discard); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReleasePruneKilled kills (SIGKILL) a prune in another process at a
+// random point, in each round, after new snapshots were published: every
+// snapshot still listed verifies and has its pool files, current verifies,
+// and a prune run again finishes the work. -prune-kills sets the rounds.
+func TestReleasePruneKilled(t *testing.T) {
+	t.Parallel()
+	dir, in := t.TempDir(), t.TempDir()
+	r := newTestRelease(t, dir, "deb", 1)
+	d := r.Dir()
+	prover := builtProver{}
+	data := writeDeb(t, in, pkgtest.Deb{Name: "hello-data", Version: "1", Arch: "all"})
+	prover.built(t, data)
+	kr := keyring(t, mustKey(t))
+	v := 0
+	publish8 := func() {
+		for range 8 {
+			v++
+			p := writeDeb(t, in, pkgtest.Deb{Name: "hello", Version: strconv.Itoa(v), Arch: "all"})
+			prover.built(t, p)
+			mustPublish(t, r, prover, p, data)
+		}
+	}
+	// How long a whole prune takes here: kills land anywhere in it.
+	publish8()
+	start := time.Now()
+	if _, err := d.Prune(t.Context(), 1, nil, discard); err != nil {
+		t.Fatal(err)
+	}
+	window := max(time.Since(start)*5/4, time.Millisecond)
+	for round := range *pruneKills {
+		publish8()
+		cmd := proc.Command(t.Context(), os.Args[0], "-test.run=^TestHelperPrune$", "-test.count=1")
+		cmd.Env = append(os.Environ(), pruneHelperDir+"="+dir)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Kill it once it has begun, while it prunes (or just after).
+		line, _ := bufio.NewReader(out).ReadString('\n')
+		time.Sleep(time.Duration(rand.Int64N(int64(window))))
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		if line != "pruning\n" {
+			t.Fatalf("round %d: helper said %q", round, line)
+		}
+		trash, _ := filepath.Glob(filepath.Join(dir, ReleaseSnapshots, trashPrefix+"*"))
+		t.Logf("round %d (window %s): killed with %d snapshots listed, %d in the trash, %d pool files", round, window, len(snapshotIDs(t, d)), len(trash), len(storeFiles(t, dir)))
+
+		snaps, err := d.Snapshots()
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		for _, s := range snaps {
+			if probs, err := Verify(t.Context(), s.Dir, kr); err != nil || len(probs) > 0 {
+				t.Fatalf("round %d: snapshot %s: %v %v", round, s.ID, probs, err)
+			}
+			for _, p := range s.Packages {
+				if _, err := os.Stat(filepath.Join(dir, poolStorePath(p.SHA256))); err != nil {
+					t.Fatalf("round %d: snapshot %s: pool file of %s: %v", round, s.ID, p.Path, err)
+				}
+			}
+		}
+		checkCurrent(t, d, fmt.Sprintf("%06d", v))
+		if probs, err := Verify(t.Context(), filepath.Join(dir, ReleaseCurrent), kr); err != nil || len(probs) > 0 {
+			t.Fatalf("round %d: current: %v %v", round, probs, err)
+		}
+		sum, err := d.Prune(t.Context(), 1, nil, discard)
+		if err != nil || !slices.Equal(sum.Kept, []string{fmt.Sprintf("%06d", v)}) {
+			t.Fatalf("round %d: prune again: %+v %v", round, sum, err)
+		}
+		if got := storeFiles(t, dir); len(got) != 2 {
+			t.Fatalf("round %d: pool after the prune: %v", round, got)
+		}
 	}
 }
