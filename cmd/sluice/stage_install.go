@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sluice-ci/sluice/builder"
@@ -49,6 +50,8 @@ type installConfig struct {
 	Check string `yaml:"check"`
 	// StepTimeout bounds each step of a package's test; 10m when zero.
 	StepTimeout time.Duration `yaml:"step_timeout"`
+	// Parallel is how many packages are tested at once; 2 when zero.
+	Parallel int `yaml:"parallel"`
 }
 
 // builtinBases are the bases there are without config.
@@ -82,6 +85,9 @@ func (c systestConfig) Validate() error {
 	}
 	if c.Install.StepTimeout < 0 {
 		return errors.New("systest: install: step_timeout: negative")
+	}
+	if c.Install.Parallel < 0 || c.Install.Parallel > 64 {
+		return fmt.Errorf("systest: install: parallel: %d is not 0 (default) to 64", c.Install.Parallel)
 	}
 	return nil
 }
@@ -175,12 +181,12 @@ func (s *stages) install(ctx context.Context, r jobs.Run) (jobs.Result, error) {
 			return jobs.Result{}, fmt.Errorf("stage install: %w", err)
 		}
 		rp := systest.Repo{Format: format, Dir: dir, Key: pub.Bytes(), Suite: testCodename, Component: "main", Origin: "sluice"}
-		for _, p := range pkgs {
-			rep, err := systest.InstallTest(ctx, chroot, base, rp, systest.PackageRef{Name: p.Name, Version: p.EVR(), Arch: p.Arch},
-				systest.InstallOptions{Check: cfg.Install.Check, StepTimeout: cfg.Install.StepTimeout})
-			if err != nil {
-				return jobs.Result{}, fmt.Errorf("stage install: %w", err)
-			}
+		reps, err := installAll(ctx, chroot, base, rp, pkgs, cfg.Install)
+		if err != nil {
+			return jobs.Result{}, fmt.Errorf("stage install: %w", err)
+		}
+		for i, p := range pkgs {
+			rep := reps[i]
 			pr := stageResult(sp, "install", r.Attempt, start, rep.Outcome, nil)
 			item, typ := p.Name+"_"+p.EVR()+"_"+p.Arch, builder.ItemDeb
 			if format == "rpm" {
@@ -248,6 +254,52 @@ func (s *stages) install(ctx context.Context, r jobs.Run) (jobs.Result, error) {
 		return jobs.Result{}, err
 	}
 	return jobs.Result{Outcome: outcome, LogURL: logURL}, nil
+}
+
+// installAll runs the install tests of pkgs, cfg.Parallel at a time, and
+// returns their reports in the order of pkgs; the first error stops the
+// rest.
+func installAll(ctx context.Context, c *systest.Chroot, base systest.Base, rp systest.Repo, pkgs []repo.Package,
+	cfg installConfig) ([]systest.InstallReport, error) {
+	n := cfg.Parallel
+	if n == 0 {
+		n = 2
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	reps := make([]systest.InstallReport, len(pkgs))
+	errs := make([]error, len(pkgs))
+	sem := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	for i, p := range pkgs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				errs[i] = ctx.Err()
+				return
+			}
+			defer func() { <-sem }()
+			reps[i], errs[i] = systest.InstallTest(ctx, c, base, rp, systest.PackageRef{Name: p.Name, Version: p.EVR(), Arch: p.Arch},
+				systest.InstallOptions{Check: cfg.Check, StepTimeout: cfg.StepTimeout})
+			if errs[i] != nil {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	// The first error that is not the cancellation it caused.
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return nil, err
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return reps, nil
 }
 
 // repoPackages returns the binary packages of a published test
