@@ -59,6 +59,8 @@ type ChrootEnv struct {
 	done    chan struct{}
 	unlock  func() // the base's shared lock
 
+	bg sync.WaitGroup // background commands' nsenter
+
 	mu     sync.Mutex
 	dead   bool
 	closed bool
@@ -607,22 +609,42 @@ func (e *ChrootEnv) Run(ctx context.Context, c Command) error {
 	if dead {
 		return fmt.Errorf("env %s: %s: %w", e.id, c.Args[0], ErrDead)
 	}
-	if c.Timeout > 0 {
+	if c.Timeout > 0 && !c.Background {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
 		defer cancel()
 	}
 	pid := strconv.Itoa(e.initPID)
-	args := []string{"--target", pid, "--mount", "--uts", "--ipc", "--net", "--pid", "--root"}
+	// -w: the init's working directory, /; nsenter's --wd=DIR would be
+	// resolved outside the root. env(1) of the base changes to Dir.
+	args := []string{"--target", pid, "--mount", "--uts", "--ipc", "--net", "--pid", "--root", "-w"}
+	cmdArgs := c.Args
 	if c.Dir != "" {
 		if err := checkEnvPath(c.Dir); err != nil {
 			return fmt.Errorf("env %s: dir %q: %w", e.id, c.Dir, err)
 		}
-		args = append(args, "--wd="+c.Dir)
-	} else {
-		args = append(args, "--wd=/")
+		cmdArgs = append([]string{"/usr/bin/env", "--chdir=" + c.Dir, "--"}, c.Args...)
 	}
-	args = append(append(args, "--", "/usr/bin/setpriv", "--bounding-set", bounding, "--"), c.Args...)
+	args = append(append(args, "--", "/usr/bin/setpriv", "--bounding-set", bounding, "--"), cmdArgs...)
+	if c.Background {
+		// It ends with the environment: Close kills the namespace's
+		// init, and waits for this nsenter.
+		cmd := proc.Command(context.WithoutCancel(ctx), "nsenter", args...)
+		cmd.Env = c.Env
+		if cmd.Env == nil {
+			cmd.Env = DefaultEnv
+		}
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = c.Stdin, c.Stdout, c.Stderr
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("env %s: %s: %w", e.id, c.Args[0], err)
+		}
+		e.bg.Add(1)
+		go func() {
+			defer e.bg.Done()
+			cmd.Wait()
+		}()
+		return nil
+	}
 	cmd := proc.Command(ctx, "nsenter", args...)
 	cmd.Env = c.Env
 	if cmd.Env == nil {
@@ -714,6 +736,7 @@ func (e *ChrootEnv) Close() error {
 		}
 		unix.Close(e.initFD)
 	}
+	e.bg.Wait() // their processes went with the namespace
 	if e.unlock != nil {
 		e.unlock()
 	}

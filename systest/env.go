@@ -72,6 +72,12 @@ type Command struct {
 	// Timeout bounds the command; when it passes, the command and every
 	// process of the environment are killed (the environment is dead).
 	Timeout time.Duration
+	// Background makes Run return once the command has started (a
+	// server a later command talks to); it runs until it ends or the
+	// environment is closed, its output still going to Stdout and
+	// Stderr. Timeout and ctx do not apply to it. Only the chroot
+	// back-end supports it.
+	Background bool
 }
 
 // DefaultEnv is a command's environment when its Env is nil.

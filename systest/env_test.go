@@ -201,6 +201,12 @@ func TestEnv(t *testing.T) {
 			if err := e.Run(t.Context(), Command{Args: []string{"cat"}, Stdin: &in, Stdout: &out, Dir: "/tmp"}); err != nil || out.String() != "stdin reaches the command\n" {
 				t.Errorf("stdin: %q %v", out.String(), err)
 			}
+			for dir, want := range map[string]string{"": "/\n", "/usr/share": "/usr/share\n"} {
+				var pwd bytes.Buffer
+				if err := e.Run(t.Context(), Command{Args: []string{"/bin/pwd", "-P"}, Dir: dir, Stdout: &pwd}); err != nil || pwd.String() != want {
+					t.Errorf("working directory %q: %q %v", dir, pwd.String(), err)
+				}
+			}
 			err = e.Run(t.Context(), Command{Args: []string{"false"}})
 			var exit *ExitError
 			if !errors.As(err, &exit) || exit.Code != 1 {
@@ -401,4 +407,38 @@ func TestEnvResumeLinks(t *testing.T) {
 	if err := c.Remove(t.Context(), id); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestEnvBackground starts a server in the background and talks to it
+// over the environment's loopback; closing the environment ends it.
+func TestEnvBackground(t *testing.T) {
+	t.Parallel()
+	b := needBase(t)
+	e, err := NewChroot(t.TempDir(), testLog()).StartChroot(t.Context(), EnvOptions{Base: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ids := envNamespaces(t, e)
+	var out bytes.Buffer
+	// A server of the base's own: python3 (dnf's) listens on loopback.
+	if err := e.Run(t.Context(), Command{Args: []string{"python3", "-m", "http.server", "--bind", "127.0.0.1", "8080", "--directory", "/etc"},
+		Background: true, Stderr: &out}); err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	for i := 0; i < 200 && !strings.Contains(got, "debian_version"); i++ {
+		o, _ := Output(t.Context(), e, 10*time.Second, "python3", "-c", "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:8080/').read().decode())")
+		got = string(o)
+		if !strings.Contains(got, "debian_version") {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if !strings.Contains(got, "debian_version") {
+		t.Fatalf("the background server did not answer: %q\n%s", got, out.String())
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkNoLeaks(t, ids, e.Dir())
 }
