@@ -126,6 +126,9 @@ func (e *SSHEnv) Run(ctx context.Context, c Command) error {
 	if len(c.Args) == 0 {
 		return errors.New("ssh: no command")
 	}
+	if c.Background {
+		return errors.New("ssh: background commands are for the chroot back-end")
+	}
 	if c.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
