@@ -253,7 +253,11 @@ func (t *installRun) deb(ctx context.Context, pkg PackageRef, opts InstallOption
 	if pkg.Version != "" {
 		target += "=" + pkg.Version
 	}
+	from := len(t.rep.Log)
 	if ok, err := t.run(ctx, "install", nil, "apt-get", "install", "-y", "-q", "--no-install-recommends", target); !ok {
+		if err == nil && missingDep.Match(t.rep.Log[min(from, len(t.rep.Log)):]) {
+			t.rep.Reason += "; " + missingDepHint
+		}
 		return err
 	}
 	t.step("install")
@@ -350,6 +354,13 @@ func (t *installRun) rpm(ctx context.Context, pkg PackageRef, opts InstallOption
 	t.step("remove")
 	return t.leftovers(before, files)
 }
+
+// missingDep matches apt's words for a dependency it cannot get; the
+// environment is offline.
+var missingDep = regexp.MustCompile(`(?m)(but it is not installable|but it is not going to be installed|Unable to locate package|Failed to fetch)`)
+
+// missingDepHint says what to do about it.
+const missingDepHint = "a dependency is neither in the base nor in the test repository (environments are offline): add it to the base's packages"
 
 // scriptletFailed matches what rpm and dnf print of a failed scriptlet:
 // rpm counts it as an error but keeps the transaction, and dnf exits 0.

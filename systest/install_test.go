@@ -215,6 +215,9 @@ func TestInstallDeb(t *testing.T) {
 				t.Errorf("outcome %s at %q (%s), leftovers %v; want %s at %q, %v\n%s", rep.Outcome, rep.Step, rep.Reason, rep.Leftovers,
 					w.outcome, w.step, w.left, rep.Log)
 			}
+			if p.name == "sluice-missing-dep" && !strings.Contains(rep.Reason, missingDepHint) {
+				t.Errorf("missing dependency: %s", rep.Reason)
+			}
 			if p.name == "sluice-hangs" && !strings.Contains(rep.Reason, "timed out") {
 				t.Errorf("hang: %s", rep.Reason)
 			}
