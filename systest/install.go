@@ -396,7 +396,7 @@ func (t *installRun) leftovers(before map[string]fs.FileMode, files []string) er
 	if err != nil {
 		return err
 	}
-	left := Leftovers(before, after, t.env.base.Root())
+	left := Leftovers(before, after, t.env.base.Root(), files)
 	t.step("leftovers")
 	if len(left) == 0 {
 		return nil
@@ -417,9 +417,10 @@ func (t *installRun) leftovers(before map[string]fs.FileMode, files []string) er
 }
 
 // Leftovers returns the paths present in after and not in before, outside
-// the ignored directories, leaving out directories the base has (which
-// an overlay copies up when something is written in them).
-func Leftovers(before, after map[string]fs.FileMode, baseRoot string) []string {
+// the ignored directories (the package's own files, own, count wherever
+// they are), leaving out directories the base has (which an overlay
+// copies up when something is written in them).
+func Leftovers(before, after map[string]fs.FileMode, baseRoot string, own []string) []string {
 	var out []string
 	for p, m := range after {
 		if m&fs.ModeCharDevice != 0 && m&fs.ModeDevice != 0 && m&fs.ModeIrregular != 0 {
@@ -428,7 +429,7 @@ func Leftovers(before, after map[string]fs.FileMode, baseRoot string) []string {
 		if bm, ok := before[p]; ok && bm.Type() == m.Type() {
 			continue
 		}
-		if ignored(p) {
+		if ignored(p) && !slices.Contains(own, p) {
 			continue
 		}
 		if m.IsDir() {

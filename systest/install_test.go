@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -252,4 +253,27 @@ func TestInstallDeb(t *testing.T) {
 			t.Errorf("a maintainer script wrote %s on the host", marker)
 		}
 	})
+}
+
+func TestLeftovers(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(base, "usr", "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before := map[string]fs.FileMode{"/etc": fs.ModeDir, "/etc/apt/sources.list.d/x.sources": 0}
+	after := map[string]fs.FileMode{
+		"/etc": fs.ModeDir, "/etc/apt/sources.list.d/x.sources": 0,
+		"/usr": fs.ModeDir, "/usr/bin": fs.ModeDir, // copied up: the base has them
+		"/usr/bin/gone":           fs.ModeDevice | fs.ModeCharDevice | fs.ModeIrregular, // a whiteout
+		"/var/lib/pkg":            fs.ModeDir,
+		"/var/lib/pkg/state":      0,
+		"/var/log/pkg.log":        0, // a log: ignored
+		"/var/cache/pkg/own-file": 0, // ignored, but the package's own
+	}
+	got := Leftovers(before, after, base, []string{"/var/cache/pkg/own-file"})
+	want := []string{"/var/cache/pkg/own-file", "/var/lib/pkg", "/var/lib/pkg/state"}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
 }
