@@ -78,6 +78,13 @@ type Rsync struct {
 	// written are the files the last Stage sent; extras what the last
 	// Check found on the target that the snapshot does not hold.
 	written, extras []string
+	// pre holds the whole-tree check Stage made before the switch, for
+	// Check: of which snapshot, how, what differed (content files only).
+	pre struct {
+		snap  string
+		full  bool
+		diffs []string
+	}
 }
 
 var _ Target = (*Rsync)(nil)
@@ -376,6 +383,7 @@ func listFile(dir, name string, names []string) (string, error) {
 // destination's directory if need be.
 func (r *Rsync) Begin(ctx context.Context, snap Snapshot) (func(context.Context) error, error) {
 	r.written, r.extras = nil, nil
+	r.pre.snap = ""
 	dir, clean, err := r.scratch()
 	if err != nil {
 		return nil, err
@@ -461,7 +469,7 @@ func (r *Rsync) Stage(ctx context.Context, snap Snapshot, keep *Snapshot, thorou
 		return Transfer{}, err
 	}
 	defer clean()
-	r.written = nil
+	r.written, r.pre.snap = nil, ""
 	var total Transfer
 	for _, s := range []struct {
 		step  step
@@ -472,9 +480,24 @@ func (r *Rsync) Stage(ctx context.Context, snap Snapshot, keep *Snapshot, thorou
 		{stepIndex, "indices", []string{"--delay-updates"}},
 		{stepPointer, "entry files", []string{"--delay-updates"}},
 	} {
-		if s.step != stepContent && ready != nil {
-			if err := ready(); err != nil {
-				return total, fmt.Errorf("target %s: not switched: %w", r.name, err)
+		if s.step == stepIndex {
+			// The whole tree is checked now, while the snapshot is being
+			// verified: what differs among the content files (the
+			// indices and entry files differ until they are sent), and
+			// what the target holds beyond the snapshot. Check adds the
+			// indices and entry files once they are there.
+			full := thorough || r.cfg.Check == CheckFull
+			diffs, extras, t, err := r.wholeTree(ctx, snap, full)
+			total.add(t)
+			if err != nil {
+				return total, err
+			}
+			r.pre.diffs = slices.DeleteFunc(diffs, func(n string) bool { return stepOf(snap.Format, n) != stepContent })
+			r.pre.snap, r.pre.full, r.extras = snap.ID, full, extras
+			if ready != nil {
+				if err := ready(); err != nil {
+					return total, fmt.Errorf("target %s: not switched: %w", r.name, err)
+				}
 			}
 		}
 		names := groups[s.step]
@@ -513,71 +536,95 @@ func (r *Rsync) protectRules() string {
 // target holds that differs from the snapshot, by content (CheckFull,
 // thorough) or by size and mtime plus the content of what this sync wrote
 // and of every index and entry file (CheckQuick); and what it holds that
-// the snapshot does not, for Switch to delete.
+// the snapshot does not, for Switch to delete. After a Stage, the whole
+// tree was checked there, before the switch; the indices and entry files,
+// and what the sync wrote, are checked now by content.
 func (r *Rsync) Check(ctx context.Context, snap Snapshot, thorough bool) ([]repo.Problem, Transfer, error) {
 	files, err := r.list(snap.Dir)
 	if err != nil {
 		return nil, Transfer{}, err
 	}
+	full := thorough || r.cfg.Check == CheckFull
+	var total Transfer
+	var diffs []string
+	if r.pre.snap == snap.ID && r.pre.full == full {
+		diffs = r.pre.diffs
+	} else {
+		var t Transfer
+		diffs, r.extras, t, err = r.wholeTree(ctx, snap, full)
+		total.add(t)
+		if err != nil || full {
+			return problems(diffs), total, err
+		}
+	}
+	seen := map[string]bool{}
+	var names []string
+	for _, n := range r.written {
+		seen[n] = true
+		names = append(names, n)
+	}
+	for _, n := range sortedNames(files) {
+		if !seen[n] && stepOf(snap.Format, n) != stepContent {
+			names = append(names, n)
+		}
+	}
 	dir, clean, err := r.scratch()
 	if err != nil {
-		return nil, Transfer{}, err
+		return nil, total, err
+	}
+	defer clean()
+	list, err := listFile(dir, "changed", names)
+	if err != nil {
+		return nil, total, err
+	}
+	t, items, err := r.runItems(ctx, "check", 0, nil, "-l", "--dry-run", "--checksum", "--files-from="+list, "--from0", snap.Dir+"/", r.cfg.Dest)
+	total.add(t)
+	if err != nil {
+		return nil, total, err
+	}
+	more, _, err := ParseItems(items)
+	if err != nil {
+		return nil, total, fmt.Errorf("target %s: check: %w", r.name, err)
+	}
+	return problems(append(slices.Clone(diffs), more...)), total, nil
+}
+
+func problems(diffs []string) []repo.Problem {
+	var probs []repo.Problem
+	for _, d := range diffs {
+		probs = append(probs, repo.Problem{Path: d, Err: errDiffers})
+	}
+	return probs
+}
+
+// wholeTree is a dry run of the whole sync: the files that differ (by
+// checksum with full, else by size and mtime) and the names the target
+// holds beyond the snapshot.
+func (r *Rsync) wholeTree(ctx context.Context, snap Snapshot, full bool) (diffs, extras []string, t Transfer, err error) {
+	dir, clean, err := r.scratch()
+	if err != nil {
+		return nil, nil, t, err
 	}
 	defer clean()
 	rules := filepath.Join(dir, "rules")
 	if err := os.WriteFile(rules, []byte(r.protectRules()), 0o644); err != nil {
-		return nil, Transfer{}, err
+		return nil, nil, t, err
 	}
-	full := thorough || r.cfg.Check == CheckFull
 	args := []string{"-rl", "--dry-run", "--delete", "--filter=merge " + rules}
 	if full {
 		args = append(args, "--checksum")
 	} else {
 		args = append(args, "--times")
 	}
-	var total Transfer
 	t, items, err := r.runItems(ctx, "check", 0, nil, append(args, snap.Dir+"/", r.cfg.Dest)...)
-	total.add(t)
 	if err != nil {
-		return nil, total, err
+		return nil, nil, t, err
 	}
-	diffs, extras, err := ParseItems(items)
+	diffs, extras, err = ParseItems(items)
 	if err != nil {
-		return nil, total, fmt.Errorf("target %s: check: %w", r.name, err)
+		return nil, nil, t, fmt.Errorf("target %s: check: %w", r.name, err)
 	}
-	if !full {
-		seen := map[string]bool{}
-		var names []string
-		for _, n := range r.written {
-			seen[n] = true
-			names = append(names, n)
-		}
-		for _, n := range sortedNames(files) {
-			if !seen[n] && stepOf(snap.Format, n) != stepContent {
-				names = append(names, n)
-			}
-		}
-		list, err := listFile(dir, "changed", names)
-		if err != nil {
-			return nil, total, err
-		}
-		t, items, err := r.runItems(ctx, "check", 0, nil, "-l", "--dry-run", "--checksum", "--files-from="+list, "--from0", snap.Dir+"/", r.cfg.Dest)
-		total.add(t)
-		if err != nil {
-			return nil, total, err
-		}
-		more, _, err := ParseItems(items)
-		if err != nil {
-			return nil, total, fmt.Errorf("target %s: check: %w", r.name, err)
-		}
-		diffs = append(diffs, more...)
-	}
-	var probs []repo.Problem
-	for _, d := range diffs {
-		probs = append(probs, repo.Problem{Path: d, Err: errDiffers})
-	}
-	r.extras = extras
-	return probs, total, nil
+	return diffs, extras, t, nil
 }
 
 // ParseItems reads rsync's itemized lines ("%i %n", see rsync(1)): the

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -178,4 +179,28 @@ func fingerprint(files map[string]fileInfo) string {
 		fmt.Fprintf(h, "%s\x00%d %d %d\n", n, fi.size, fi.mtime.UnixNano(), fi.ino)
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// trees lists snapshot trees once each (they are immutable), for the
+// goroutines of one sync.
+type trees struct {
+	mu sync.Mutex
+	m  map[string]map[string]fileInfo
+}
+
+func (t *trees) list(dir string) (map[string]fileInfo, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if l, ok := t.m[dir]; ok {
+		return l, nil
+	}
+	l, err := listTree(dir)
+	if err != nil {
+		return nil, err
+	}
+	if t.m == nil {
+		t.m = map[string]map[string]fileInfo{}
+	}
+	t.m[dir] = l
+	return l, nil
 }

@@ -193,7 +193,8 @@ func (s *Syncer) Sync(ctx context.Context, src Snapshots, snap Snapshot, kind st
 	}
 	m := &Manifest{Repo: snap.Repo, Format: snap.Format, Kind: kind, Snapshot: snap.ID, Started: time.Now().UTC()}
 	s.o.Log.Info("mirror sync started", "repo", snap.Repo, "format", snap.Format, "snapshot", snap.ID, "targets", len(targets))
-	ready, wait := s.verifySnapshot(ctx, snap)
+	ts := &trees{}
+	ready, wait := s.verifySnapshot(ctx, snap, ts)
 	defer wait()
 	befores := map[string]Snapshot{}
 	for _, t := range targets {
@@ -218,10 +219,10 @@ func (s *Syncer) Sync(ctx context.Context, src Snapshots, snap Snapshot, kind st
 	}
 	m.From = mostServed(m.Targets)
 	if from, ok := befores[m.From]; ok {
-		if m.Added, m.Removed, err = packageDiff(from, snap); err != nil {
+		if m.Added, m.Removed, err = packageDiff(ts, from, snap); err != nil {
 			return nil, err
 		}
-	} else if m.Added, _, err = packageDiff(Snapshot{}, snap); err != nil {
+	} else if m.Added, _, err = packageDiff(ts, Snapshot{}, snap); err != nil {
 		return nil, err
 	}
 	m.Ended = time.Now().UTC()
@@ -269,7 +270,7 @@ func (e *SnapshotError) Error() string {
 // verifySnapshot checks snap with repo.Verify in the background; the
 // returned function waits for the outcome (the function that returns it
 // must call wait before it returns).
-func (s *Syncer) verifySnapshot(ctx context.Context, snap Snapshot) (ready func() error, wait func()) {
+func (s *Syncer) verifySnapshot(ctx context.Context, snap Snapshot, ts *trees) (ready func() error, wait func()) {
 	done := make(chan struct{})
 	var verr error
 	go func() {
@@ -277,7 +278,7 @@ func (s *Syncer) verifySnapshot(ctx context.Context, snap Snapshot) (ready func(
 		mark := filepath.Join(repoDir(s.o.StateDir, snap.Repo, snap.Format), "verified", snap.ID)
 		var fp string
 		if s.o.TrustVerified {
-			files, err := listTree(snap.Dir)
+			files, err := ts.list(snap.Dir)
 			if err != nil {
 				verr = err
 				return
@@ -461,14 +462,14 @@ func mostServed(ts []TargetManifest) string {
 
 // packageDiff returns the package files b has and a has not, and the
 // reverse; a may be the zero Snapshot (none).
-func packageDiff(a, b Snapshot) (added, removed []string, err error) {
-	fb, err := listTree(b.Dir)
+func packageDiff(ts *trees, a, b Snapshot) (added, removed []string, err error) {
+	fb, err := ts.list(b.Dir)
 	if err != nil {
 		return nil, nil, err
 	}
 	fa := map[string]fileInfo{}
 	if a.Dir != "" {
-		if fa, err = listTree(a.Dir); err != nil {
+		if fa, err = ts.list(a.Dir); err != nil {
 			return nil, nil, err
 		}
 	}
