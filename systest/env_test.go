@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sluice-ci/sluice/internal/pkgtest"
+	"github.com/sluice-ci/sluice/systest/netlab"
 )
 
 // testSpec is the base every test of the package uses: one base for DEB
@@ -441,4 +442,51 @@ func TestEnvBackground(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkNoLeaks(t, ids, e.Dir())
+}
+
+// TestEnvTwoNodes runs two environments in a lab's network (package
+// netlab): a server on one node answers a client on the other, by name.
+func TestEnvTwoNodes(t *testing.T) {
+	t.Parallel()
+	b := needBase(t)
+	lab, err := netlab.New(t.Context(), testLog(), []string{"server", "client"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lab.Close()
+	c := NewChroot(t.TempDir(), testLog())
+	envs := map[string]*ChrootEnv{}
+	for _, name := range []string{"server", "client"} {
+		n, _ := lab.Node(name)
+		e, err := c.StartChroot(t.Context(), EnvOptions{Base: b, NetNS: n.Path, Hostname: name,
+			Files: []File{{Path: "/etc/hosts", Data: lab.Hosts()}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close()
+		envs[name] = e
+	}
+	if err := envs["server"].Run(t.Context(), Command{Args: []string{"python3", "-m", "http.server", "--bind", "0.0.0.0", "8080", "--directory", "/etc"},
+		Background: true}); err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	for i := 0; i < 200 && !strings.Contains(got, "debian_version"); i++ {
+		o, _ := Output(t.Context(), envs["client"], 10*time.Second, "python3", "-c",
+			"import urllib.request;print(urllib.request.urlopen('http://server:8080/', timeout=5).read().decode())")
+		if got = string(o); !strings.Contains(got, "debian_version") {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if !strings.Contains(got, "debian_version") {
+		t.Fatalf("the client did not reach the server: %q", got)
+	}
+	ids := []nsIDs{envNamespaces(t, envs["server"]), envNamespaces(t, envs["client"])}
+	for i, name := range []string{"server", "client"} {
+		delete(ids[i], "net") // the lab's
+		if err := envs[name].Close(); err != nil {
+			t.Fatal(err)
+		}
+		checkNoLeaks(t, ids[i], envs[name].Dir())
+	}
 }
