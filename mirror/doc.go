@@ -26,20 +26,21 @@
 //   - [Rsync], any rsync destination (daemon or SSH), in the order of
 //     Debian's ftpsync: a lock file; the content-addressed files (packages,
 //     APT by-hash indices, checksum-named repodata) that the served
-//     snapshot did not have, without deleting anything; then the
-//     plain-named APT indices, then the entry files (InRelease, Release,
-//     Release.gpg; repomd.xml and repomd.xml.asc) last, each group renamed
-//     into place at its end (--delay-updates) and only once the snapshot
-//     verified; then a check, a dry run of the whole sync that lists every
-//     file of the target that differs from the snapshot (by checksum: the
-//     target reads all it holds; in quick mode by size and mtime, and by
-//     checksum for what this sync wrote and every index and entry file);
-//     then deletion of what neither the new snapshot nor the one served
-//     before holds; the trace file project/trace/NAME last; the lock file
-//     removed. A target holding the snapshot's bytes, of a snapshot that
-//     passes repo.Verify, passes repo.Verify: that is the check. `sluice
-//     mirror verify` (Target.Verify) reads a target back whole and runs
-//     repo.Verify on what it read.
+//     snapshot did not have, without deleting anything; a dry run of the
+//     whole sync, which lists every content file of the target that
+//     differs from the snapshot (by checksum: the target reads all it
+//     holds; in quick mode by size and mtime) and what the target holds
+//     beyond it, while the snapshot is being verified; once it verified,
+//     the plain-named APT indices, then the entry files (InRelease,
+//     Release, Release.gpg; repomd.xml and repomd.xml.asc) last, each
+//     group renamed into place at its end (--delay-updates); a dry run by
+//     checksum of those and of what this sync wrote; deletion of what
+//     neither the new snapshot nor the one served before holds; the trace
+//     file project/trace/NAME last; the lock file removed. A target that
+//     holds the snapshot's bytes, of a snapshot that passes repo.Verify,
+//     passes repo.Verify: that is the check. `sluice mirror verify`
+//     (Target.Verify) reads a target back whole and runs repo.Verify on
+//     what it read.
 //
 // What the rsync order guarantees, and what it does not: an rsync target
 // has no single switch. A client that reads the entry file first and
