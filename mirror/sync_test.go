@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/sluice-ci/sluice/internal/pkgtest"
 )
 
 // targetKinds makes a target of each kind for a test, and says where a
@@ -29,6 +31,17 @@ var targetKinds = []struct {
 			t.Fatal(err)
 		}
 		return r, d.dir
+	}},
+	{"rsync-path", func(t *testing.T) (Target, string) {
+		// rsync without a daemon: a path on this host (as over SSH,
+		// without the SSH).
+		pkgtest.NeedTool(t, "rsync")
+		dir := filepath.Join(t.TempDir(), "mirror", "stable")
+		r, err := NewRsync("up1", RsyncConfig{Dest: dir, ReadbackDir: filepath.Join(t.TempDir(), "readback")}, discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r, dir
 	}},
 	{"rsync-quick", func(t *testing.T) (Target, string) {
 		d := startRsyncd(t)
