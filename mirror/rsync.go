@@ -123,6 +123,12 @@ func NewRsync(name string, cfg RsyncConfig, log *slog.Logger) (*Rsync, error) {
 	if err := CheckName("trace name", cfg.TraceName); err != nil {
 		return nil, fmt.Errorf("target %s: %w (set its trace name)", name, err)
 	}
+	for _, a := range cfg.RSH {
+		// rsync splits -e at blanks and reads quotes: one word each.
+		if a == "" || strings.ContainsAny(a, " \t\n\r'\"\\") {
+			return nil, fmt.Errorf("target %s: rsh argument %q: empty, or has blanks, quotes or backslashes", name, a)
+		}
+	}
 	if cfg.PasswordEnv != "" && os.Getenv(cfg.PasswordEnv) == "" {
 		return nil, fmt.Errorf("target %s: password variable %s is empty", name, cfg.PasswordEnv)
 	}

@@ -161,7 +161,7 @@ func (t mirrorTargetConfig) validate() error {
 		}
 		// The destination itself is checked by mirror.NewRsync, per
 		// format; a bad one is refused here too.
-		if _, err := mirror.NewRsync(t.Name, mirror.RsyncConfig{Dest: t.Dest, ReadbackDir: "/", TraceName: "x"}, nil); err != nil {
+		if _, err := mirror.NewRsync(t.Name, mirror.RsyncConfig{Dest: t.Dest, RSH: t.RSH, ReadbackDir: "/", TraceName: "x"}, nil); err != nil {
 			return err
 		}
 	default:

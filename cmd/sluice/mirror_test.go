@@ -213,6 +213,7 @@ func TestMirrorsConfig(t *testing.T) {
 		"twice":              "        - {name: a, type: local, path: /srv/m}\n        - {name: a, type: local, path: /srv/n}\n",
 		"keep 1":             "        - {name: a, type: local, path: /srv/m, keep: 1}\n",
 		"check mode":         "        - {name: a, type: local, path: /srv/m}\n  check: some\n",
+		"rsh with blanks":    "        - {name: a, type: rsync, dest: 'h:/m', rsh: ['ssh -i k']}\n",
 		"both passwords":     "        - {name: a, type: rsync, dest: 'rsync://h/m', password_env: X, password_file: /p}\n",
 	} {
 		_, err := parseConfig(strings.NewReader("mirrors:\n  repositories:\n    - name: stable\n      targets:\n" + bad))
