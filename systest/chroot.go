@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,7 +60,8 @@ type ChrootEnv struct {
 	done    chan struct{}
 	unlock  func() // the base's shared lock
 
-	bg sync.WaitGroup // background commands' nsenter
+	bg    sync.WaitGroup // background commands' nsenter
+	proxy *proxyServer
 
 	mu     sync.Mutex
 	dead   bool
@@ -254,6 +256,10 @@ func checkEnvPath(p string) error {
 func overlaySafe(p string) bool { return !strings.ContainsAny(p, ",:\\\n\x00") }
 
 func (e *ChrootEnv) start(ctx context.Context, c *Chroot, opts EnvOptions, resume bool) error {
+	if opts.Proxy != nil {
+		opts.Files = append(slices.Clone(opts.Files), File{Path: proxyAPTConf,
+			Data: []byte("Acquire::http::Proxy \"http://" + ProxyAddr + "/\";\n")})
+	}
 	root := filepath.Join(e.dir, "root")
 	upper, work := filepath.Join(e.dir, "upper"), filepath.Join(e.dir, "work")
 	for _, d := range []string{root, upper, work} {
@@ -395,6 +401,17 @@ func (e *ChrootEnv) start(ctx context.Context, c *Chroot, opts EnvOptions, resum
 	}
 	if err := e.startHolder(ctx, root, opts.NetNS); err != nil {
 		return err
+	}
+	if opts.Proxy != nil {
+		ns := opts.NetNS
+		if ns == "" {
+			ns = "/proc/" + strconv.Itoa(e.initPID) + "/ns/net"
+		}
+		ps, err := startProxy(opts.Proxy, ns, e.log)
+		if err != nil {
+			return err
+		}
+		e.proxy = ps
 	}
 	if opts.Hostname != "" {
 		if err := setHostname(e.initPID, opts.Hostname); err != nil {
@@ -737,6 +754,9 @@ func (e *ChrootEnv) Close() error {
 		unix.Close(e.initFD)
 	}
 	e.bg.Wait() // their processes went with the namespace
+	if e.proxy != nil {
+		e.proxy.close()
+	}
 	if e.unlock != nil {
 		e.unlock()
 	}

@@ -48,13 +48,18 @@
 // library versions differ. A site with Fedora or RHEL machines tests there
 // with the [SSH] back-end.
 //
-// The environments are offline: a fresh network namespace holds only a
-// loopback interface, so apt and dnf install from the test repository
-// and from what the base already holds, and a dependency outside both
-// fails the install with the tool's own message (the fix: add it to the
-// base's package list). Tests are thus repeatable and never depend on the
-// network once the base is prepared. A base keeps the APT lists of its
-// mirror from the time it was prepared, so that an environment run in a
-// network namespace that reaches the mirror (EnvOptions.NetNS, set up by
-// the caller) can install Debian dependencies the base lacks.
+// The environments are offline by default: a fresh network namespace
+// holds only a loopback interface, so apt and dnf install from the test
+// repository and from what the base already holds, and a dependency
+// outside both fails the install with the tool's own message (the fix:
+// add it to the base's package list). Tests are thus repeatable and never
+// depend on the network once the base is prepared. Where that is too
+// strict, [Proxy] (InstallOptions.Mirror) opens one door: an HTTP proxy
+// listening on the environment's own loopback, in its namespace, that
+// fetches GET and HEAD of the allowed hosts only (the base's Debian
+// mirror) from the host's network; apt is set to use it. A base keeps
+// the APT lists of its mirror from the time it was prepared, for this: a
+// base older than the mirror's last point release may name files the
+// mirror no longer has, so bases are pruned and prepared again (env
+// prune) rather than kept for ever.
 package systest

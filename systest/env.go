@@ -34,6 +34,9 @@ type EnvOptions struct {
 	Mounts []Mount
 	// Files are written into the environment before it starts.
 	Files []File
+	// Proxy, when set, lets the environment fetch from a few hosts
+	// through a proxy on its loopback (ProxyAddr); apt is set to use it.
+	Proxy *Proxy
 	// Hostname is the environment's host name (its own UTS namespace);
 	// the host's when empty.
 	Hostname string

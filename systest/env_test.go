@@ -6,8 +6,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -489,4 +492,52 @@ func TestEnvTwoNodes(t *testing.T) {
 		}
 		checkNoLeaks(t, ids[i], envs[name].Dir())
 	}
+}
+
+// TestEnvProxy fetches through the environment's proxy from a server on
+// the host's loopback, which the environment cannot reach itself; a host
+// not allowed is refused.
+func TestEnvProxy(t *testing.T) {
+	t.Parallel()
+	b := needBase(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "from the host's mirror "+r.URL.Path)
+	}))
+	defer srv.Close()
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "secret") }))
+	defer other.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	e, err := NewChroot(t.TempDir(), testLog()).StartChroot(t.Context(), EnvOptions{Base: b, Proxy: &Proxy{Allow: []string{host}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ids := envNamespaces(t, e)
+	fetch := func(url string, proxy bool) (string, error) {
+		env := slices.Clone(DefaultEnv)
+		if proxy {
+			env = append(env, "http_proxy=http://"+ProxyAddr)
+		}
+		var out bytes.Buffer
+		err := e.Run(t.Context(), Command{Args: []string{"python3", "-c",
+			"import sys,urllib.request;print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())", url},
+			Env: env, Stdout: &out, Timeout: time.Minute})
+		return out.String(), err
+	}
+	if got, err := fetch(srv.URL+"/pool/x.deb", true); err != nil || got != "from the host's mirror /pool/x.deb\n" {
+		t.Errorf("through the proxy: %q %v", got, err)
+	}
+	if got, err := fetch(other.URL+"/", true); err == nil || strings.Contains(got, "secret") {
+		t.Errorf("a host not allowed: %q %v", got, err)
+	}
+	if got, err := fetch(srv.URL+"/", false); err == nil {
+		t.Errorf("the host's loopback reached without the proxy: %q", got)
+	}
+	if got := runOut(t, e, "cat", proxyAPTConf); !strings.Contains(got, ProxyAddr) {
+		t.Errorf("apt's proxy: %q", got)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkNoLeaks(t, ids, e.Dir())
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -73,6 +74,11 @@ type InstallOptions struct {
 	// NetNS is a network namespace to run in; a new, offline one when
 	// empty.
 	NetNS string
+	// Mirror lets apt and dnf fetch from the base's Debian mirror
+	// through the environment's proxy (see Proxy), so that Debian
+	// dependencies the base lacks are installed; off, the environment is
+	// offline.
+	Mirror bool
 	// Started, when set, is called with the environment once it runs
 	// (tests check that nothing of it is left).
 	Started func(*ChrootEnv)
@@ -150,6 +156,13 @@ func InstallTest(ctx context.Context, c *Chroot, base Base, repo Repo, pkg Packa
 		return rep, err
 	}
 	eo.Base, eo.NetNS = base, opts.NetNS
+	if opts.Mirror {
+		u, err := url.Parse(base.Spec.normal().Mirror)
+		if err != nil {
+			return rep, fmt.Errorf("install test: mirror: %w", err)
+		}
+		eo.Proxy = &Proxy{Allow: []string{u.Host}}
+	}
 	eo.Mounts = append(eo.Mounts, Mount{Source: repo.Dir, Target: envRepoDir, ReadOnly: true})
 	if opts.Check != "" {
 		eo.Mounts = append(eo.Mounts, Mount{Source: opts.Check, Target: envCheck, ReadOnly: true})

@@ -230,6 +230,15 @@ func TestInstallDeb(t *testing.T) {
 			t.Logf("%s: %s in %s: %s", p.name, rep.Outcome, rep.Duration.Round(time.Millisecond), strings.Join(steps, " "))
 		})
 	}
+	// With the mirror's door open (the proxy), the same package passes
+	// as offline: the proxy's apt setting is no leftover.
+	t.Run("mirror", func(t *testing.T) {
+		t.Parallel()
+		rep, err := InstallTest(t.Context(), c, b, repo, PackageRef{Name: "sluice-good", Version: "1.0-1"}, InstallOptions{Mirror: true})
+		if err != nil || rep.Outcome != Passed {
+			t.Errorf("%s at %q: %s %v\n%s", rep.Outcome, rep.Step, rep.Reason, err, rep.Log)
+		}
+	})
 	// The project's check script: run with the package's name, its
 	// status decides.
 	for name, script := range map[string]string{"passes": "#!/bin/sh\ntest -s /usr/share/$1/data\n", "fails": "#!/bin/sh\necho no >&2\nexit 3\n"} {

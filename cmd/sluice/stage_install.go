@@ -52,6 +52,11 @@ type installConfig struct {
 	StepTimeout time.Duration `yaml:"step_timeout"`
 	// Parallel is how many packages are tested at once; 2 when zero.
 	Parallel int `yaml:"parallel"`
+	// Mirror lets the environments fetch Debian dependencies the base
+	// lacks from the base's mirror, through a proxy in each (systest.Proxy);
+	// off, they are offline and a dependency must be in the base or the
+	// test repository.
+	Mirror bool `yaml:"mirror"`
 }
 
 // builtinBases are the bases there are without config.
@@ -283,7 +288,7 @@ func installAll(ctx context.Context, c *systest.Chroot, base systest.Base, rp sy
 			}
 			defer func() { <-sem }()
 			reps[i], errs[i] = systest.InstallTest(ctx, c, base, rp, systest.PackageRef{Name: p.Name, Version: p.EVR(), Arch: p.Arch},
-				systest.InstallOptions{Check: cfg.Check, StepTimeout: cfg.StepTimeout})
+				systest.InstallOptions{Check: cfg.Check, StepTimeout: cfg.StepTimeout, Mirror: cfg.Mirror})
 			if errs[i] != nil {
 				cancel()
 			}
