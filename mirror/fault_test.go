@@ -24,7 +24,7 @@ const helperEnv = "SLUICE_MIRROR_TEST_SYNC"
 
 type helperArgs struct {
 	Root, Format, Snapshot, StateDir, KeyFile string
-	Kind                                      string // local or rsync
+	Kind                                      string // local, rsync or rsync-quick
 	Dir                                       string // local
 	Dest, Password, Readback                  string // rsync
 }
@@ -33,7 +33,11 @@ func (a helperArgs) target() (Target, error) {
 	if a.Kind == "local" {
 		return NewLocal("t", a.Dir, 0, discard)
 	}
-	return NewRsync("t", RsyncConfig{Dest: a.Dest, PasswordFile: a.Password, ReadbackDir: a.Readback}, discard)
+	check := CheckFull
+	if a.Kind == "rsync-quick" {
+		check = CheckQuick
+	}
+	return NewRsync("t", RsyncConfig{Dest: a.Dest, PasswordFile: a.Password, ReadbackDir: a.Readback, Check: check}, discard)
 }
 
 // TestHelperSync is not a test: it is the process the fault test starts
@@ -65,7 +69,7 @@ func TestHelperSync(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewSyncer(Options{StateDir: a.StateDir, Keyring: kr, Log: discard})
+	s, err := NewSyncer(Options{StateDir: a.StateDir, Keyring: kr, Log: discard, TrustVerified: a.Kind == "rsync-quick"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +124,7 @@ func TestKilledSyncs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, format := range Formats {
-		for _, kind := range []string{"local", "rsync"} {
+		for _, kind := range []string{"local", "rsync", "rsync-quick"} {
 			t.Run(format+"/"+kind, func(t *testing.T) {
 				t.Parallel()
 				killedSyncs(t, exe, format, kind, runs)
@@ -263,7 +267,7 @@ func killedSyncs(t *testing.T, exe, format, kind string, runs int) {
 		}
 		delay := time.Duration(rand.Int64N(int64(typical)*13/10)) + time.Millisecond
 		started.Add(1)
-		rsyncOnly := kind == "rsync" && i%2 == 1
+		rsyncOnly := kind != "local" && i%2 == 1
 		if _, err := syncTo(snaps[next], delay, rsyncOnly); err != nil {
 			t.Fatal(err)
 		}
