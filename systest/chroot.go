@@ -370,6 +370,13 @@ func (e *ChrootEnv) start(ctx context.Context, c *Chroot, opts EnvOptions, resum
 	if err := mount("tmpfs", "tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777"); err != nil {
 		return err
 	}
+	// Terminals of its own (apt's log, env shell): a new devpts instance.
+	if err := mount("devpts", "dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"); err != nil {
+		return err
+	}
+	if err := rr.Symlink("pts/ptmx", "dev/ptmx"); err != nil {
+		return err
+	}
 	for _, m := range opts.Mounts {
 		rel := strings.TrimPrefix(m.Target, "/")
 		fi, err := os.Stat(m.Source)

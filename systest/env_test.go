@@ -179,6 +179,9 @@ func TestEnv(t *testing.T) {
 			if got := runOut(t, e, "cat", "/proc/1/cmdline"); got != "/bin/sleep\x00infinity\x00" {
 				t.Errorf("PID 1 is %q", got)
 			}
+			if got := runOut(t, e, "ls", "/dev/pts"); !strings.Contains(got, "ptmx") {
+				t.Errorf("/dev/pts: %q", got)
+			}
 			if got := runOut(t, e, "cat", "/proc/sys/kernel/hostname"); got != "node-1.sluice.test\n" {
 				t.Errorf("host name %q", got)
 			}
