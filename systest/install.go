@@ -171,7 +171,13 @@ func InstallTest(ctx context.Context, c *Chroot, base Base, repo Repo, pkg Packa
 	if err != nil {
 		return rep, fmt.Errorf("install test %s: %w", pkg.Name, err)
 	}
-	defer e.Close()
+	defer func() {
+		// An environment that will not go is the infrastructure's
+		// failure, not the package's.
+		if cerr := e.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("install test %s: %w", pkg.Name, cerr)
+		}
+	}()
 	t.env = e
 	if opts.Started != nil {
 		opts.Started(e)
