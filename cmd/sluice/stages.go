@@ -76,6 +76,7 @@ func (s *stages) funcs() map[string]jobs.StageFunc {
 		"publish":   s.publish,
 		"release":   s.release,
 		"lint":      s.lint,
+		"install":   s.install,
 	}
 }
 
