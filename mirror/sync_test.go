@@ -113,6 +113,19 @@ func TestSyncServesRollsBack(t *testing.T) {
 				}
 				mustVerify(t, serve)
 				clientReads(t, format, serve, []string{"hello-0", "hello-1"})
+				if r, ok := target.(*Rsync); ok {
+					// The trace names the snapshot; the lock is gone.
+					data, err := os.ReadFile(filepath.Join(serve, traceDir, r.cfg.TraceName))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if tr, err := ParseTrace(data); err != nil || tr.Snapshot != s1.ID || tr.Repo != "hello" || tr.Format != format {
+						t.Errorf("trace %+v %v", tr, err)
+					}
+					if _, err := os.Stat(filepath.Join(serve, r.lockName())); !os.IsNotExist(err) {
+						t.Errorf("lock file left after the sync: %v", err)
+					}
+				}
 				if served, probs, err := syncer.Verify(ctx, "hello", format, target); err != nil || len(probs) > 0 || served != s1.ID {
 					t.Fatalf("Verify: %s %v %v", served, probs, err)
 				}
