@@ -17,6 +17,7 @@ import (
 	"github.com/sluice-ci/sluice/internal/pkgtest"
 	"github.com/sluice-ci/sluice/mirror"
 	"github.com/sluice-ci/sluice/mirror/mirrortest"
+	"github.com/sluice-ci/sluice/repo"
 	"github.com/sluice-ci/sluice/results"
 )
 
@@ -156,6 +157,24 @@ func TestMirrorCLI(t *testing.T) {
 	if out, err := sluice(t, args("mirror", "sync", "nope")...); err == nil {
 		t.Errorf("sync of an unconfigured repository: %s", out)
 	}
+
+	// A prune keeps what the targets serve (000002) besides the newest
+	// (000003), and removes 000001.
+	publish("1.2")
+	if out, err := sluice(t, args("release", "prune", "stable", "--keep", "1")...); err != nil {
+		t.Fatalf("release prune: %v\n%s", err, out)
+	}
+	for _, f := range []string{"deb", "rpm"} {
+		snaps, err := repo.ReleaseDir(filepath.Join(data, "releases", "stable", f)).Snapshots()
+		var ids []string
+		for _, sn := range snaps {
+			ids = append(ids, sn.ID)
+		}
+		if err != nil || strings.Join(ids, " ") != "000002 000003" {
+			t.Errorf("%s snapshots after prune: %v %v", f, ids, err)
+		}
+	}
+	readAll("1.1")
 }
 
 // dnfReadsHello has dnf (gpgcheck, repo_gpgcheck, only key trusted) find

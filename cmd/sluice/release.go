@@ -36,6 +36,7 @@ import (
 	"github.com/sluice-ci/sluice/builder"
 	"github.com/sluice-ci/sluice/internal/gitremote"
 	"github.com/sluice-ci/sluice/jobs"
+	"github.com/sluice-ci/sluice/mirror"
 	"github.com/sluice-ci/sluice/repo"
 	"github.com/sluice-ci/sluice/results"
 )
@@ -875,8 +876,8 @@ func newReleasePruneCmd(log *slog.Logger) *cobra.Command {
 		Short: "Remove the old snapshots of a release repository and the pool files only they used",
 		Long: "Remove the snapshots of the release repository NAME older than its newest N, in each format (or only\n" +
 			"in --format), then the files of its pool that no remaining snapshot names. The current snapshot stays,\n" +
-			"and so does each snapshot --protect names: give the snapshots that mirror targets serve (`sluice mirror\n" +
-			"status NAME`), which a mirror may need again to restore or roll back a target. A pruned snapshot\n" +
+			"and so do the snapshots its mirror targets serve (`sluice mirror status NAME`) and each one --protect\n" +
+			"names. A pruned snapshot\n" +
 			"cannot be rolled back to. Runs under the repository's lock; a prune interrupted at any point leaves\n" +
 			"a consistent repository, and the next prune or publish finishes it.",
 		Args: cobra.ExactArgs(1),
@@ -897,16 +898,28 @@ func newReleasePruneCmd(log *slog.Logger) *cobra.Command {
 				return err
 			}
 			defer e.close()
-			// The IDs given protect the snapshot of that ID in every format.
+			// The IDs given protect the snapshot of that ID in every
+			// format; what a mirror target serves is protected in its
+			// format, so that the target can be restored or checked
+			// against it.
 			byFormat := map[string][]string{}
 			for _, f := range rc.Formats {
-				byFormat[f] = protect
+				byFormat[f] = slices.Clone(protect)
+				st, err := mirror.LoadState(mirrorStateDir(e.dataDir), rc.Name, f)
+				if err != nil {
+					return fmt.Errorf("release prune: the mirror state of %s/%s: %w", rc.Name, f, err)
+				}
+				for _, ts := range st.Targets {
+					if ts.Served != "" {
+						byFormat[f] = append(byFormat[f], ts.Served)
+					}
+				}
 			}
 			return pruneRelease(cmd.Context(), e.dataDir, rc, format, keep, byFormat, cmd.OutOrStdout(), log)
 		},
 	}
 	cmd.Flags().IntVar(&keep, "keep", 0, "how many of the newest snapshots to keep, at least 1 (required)")
-	cmd.Flags().StringSliceVar(&protect, "protect", nil, "snapshot IDs to keep whatever their age, comma-separated (those mirror targets serve)")
+	cmd.Flags().StringSliceVar(&protect, "protect", nil, "further snapshot IDs to keep whatever their age, comma-separated")
 	cmd.Flags().StringVar(&format, "format", "", "only this format: deb or rpm")
 	sf.register(cmd.Flags())
 	return cmd

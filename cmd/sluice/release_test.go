@@ -279,9 +279,11 @@ func TestStageRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := t.TempDir()
+	data, mirrored := t.TempDir(), t.TempDir()
 	conf := filepath.Join(t.TempDir(), "sluice.yaml")
-	writeTestFile(t, conf, "local:\n  projects:\n    - name: hello-sh\n      path: "+src+"\n")
+	writeTestFile(t, conf, "local:\n  projects:\n    - name: hello-sh\n      path: "+src+"\n"+
+		"mirrors:\n  repositories:\n    - name: hello-sh~main\n      targets:\n"+
+		"        - name: here\n          type: local\n          path: "+mirrored+"\n")
 	e := releaseTestEnv(t, data, conf)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	st, err := newStages(e, 10*time.Minute, true, nil, log)
@@ -294,10 +296,10 @@ func TestStageRelease(t *testing.T) {
 		"ZUUL_URL": filepath.Dir(src), "ZUUL_PROJECT": "hello-sh", "ZUUL_BRANCH": "main", "ZUUL_REF": "refs/heads/main",
 		"ZUUL_COMMIT": head.Hash().String(), "ZUUL_UUID": uuid, "ZUUL_PIPELINE": "post"}}
 	funcs := st.funcs()
-	stages := []string{"build.deb", "release"}
+	stages := []string{"build.deb", "release", "mirror"}
 	if _, err := exec.LookPath("rpmbuild"); err == nil || os.Getenv("CI") == "true" {
 		pkgtest.NeedTool(t, "rpmbuild")
-		stages = []string{"build.deb", "build.rpm", "release"}
+		stages = []string{"build.deb", "build.rpm", "release", "mirror"}
 	}
 	for _, stage := range stages {
 		run.Stage = stage
@@ -336,7 +338,19 @@ func TestStageRelease(t *testing.T) {
 	}
 	aptGetReads(t, curDir, "main", cur.Packages[0].Name+"="+cur.Packages[0].EVR())
 
-	if len(stages) == 3 {
+	// The mirror stage synced the release to the local target, which
+	// apt reads; one sluice.mirror.sync result per target and format.
+	aptGetReads(t, filepath.Join(mirrored, "deb", "current"), "main", cur.Packages[0].Name+"="+cur.Packages[0].EVR())
+	if ms, _, err := e.results.Results(t.Context(), results.Query{Testcases: []string{"sluice.mirror"}}); err != nil || len(ms) != 1 ||
+		ms[0].Outcome != jobs.Passed || ms[0].Data["release"][0] != "hello-sh~main" {
+		t.Fatalf("sluice.mirror: %+v %v", ms, err)
+	}
+	if ms, _, err := e.results.Results(t.Context(), results.Query{Testcases: []string{"sluice.mirror.sync"}}); err != nil || len(ms) != len(stages)-2 ||
+		ms[0].Outcome != jobs.Passed || ms[0].Data["buildset"][0] != uuid {
+		t.Fatalf("sluice.mirror.sync: %+v %v", ms, err)
+	}
+
+	if len(stages) == 4 {
 		rd := repo.ReleaseDir(filepath.Join(data, "releases", "hello-sh~main", "rpm"))
 		rcur, err := rd.Current()
 		if err != nil || rs[0].Data["snapshot_hello-sh~main_rpm"][0] != "000001" || len(rcur.Packages) == 0 || rcur.Packages[0].SHA256 == rcur.Packages[0].Source {
@@ -346,7 +360,7 @@ func TestStageRelease(t *testing.T) {
 	// The audit proves every package again, the RPMs against the
 	// unsigned packages the build stored.
 	if out, err := sluice(t, "release", "audit", "hello-sh~main", "--data-dir", data, "--config", conf); err != nil ||
-		!strings.Contains(out, "hello-sh~main/deb: 1 snapshots") || strings.Count(out, ", 0 findings") != len(stages)-1 {
+		!strings.Contains(out, "hello-sh~main/deb: 1 snapshots") || strings.Count(out, ", 0 findings") != len(stages)-2 {
 		t.Fatalf("audit: %v\n%s", err, out)
 	}
 	// Released again (a retry of the stage): nothing new, no new snapshot.

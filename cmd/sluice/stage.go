@@ -20,7 +20,7 @@ import (
 func newStageCmd(log *slog.Logger) *cobra.Command {
 	cmd := &cobra.Command{Use: "stage", Short: "Run one pipeline stage here and report its outcome (for Jenkins or any CI executor)"}
 	cmd.AddCommand(newStageBuildCmd(log), newStageRunCmd("publish", log), newStageRunCmd("lint", log),
-		newStageRunCmd("install", log), newStageRunCmd("release", log))
+		newStageRunCmd("install", log), newStageRunCmd("release", log), newStageRunCmd("mirror", log))
 	return cmd
 }
 
@@ -218,6 +218,7 @@ func newStageRunCmd(name string, log *slog.Logger) *cobra.Command {
 		"publish": "Publish a buildset's packages into its signed test repositories (after stage build in the buildset)",
 		"release": "Publish a post buildset's packages into the branch's signed release repositories",
 		"lint":    "Run lintian and rpmlint on a buildset's test repositories (after stage publish)",
+		"mirror":  "Sync the release repositories of a post buildset's branch to their mirror targets (after stage release)",
 		"install": "Install, check, remove and purge each package of a buildset's test repositories in a fresh environment (after stage publish)",
 	}[name]
 	cmd := &cobra.Command{

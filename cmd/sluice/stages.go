@@ -77,6 +77,7 @@ func (s *stages) funcs() map[string]jobs.StageFunc {
 		"release":   s.release,
 		"lint":      s.lint,
 		"install":   s.install,
+		"mirror":    s.mirror,
 	}
 }
 
