@@ -31,7 +31,6 @@ bench: deps
 	$(GO) run ./internal/cmd/repobench
 	$(GO) run ./internal/cmd/buildbench
 	$(GO) run ./internal/cmd/gatesim
-	$(GO) run ./internal/cmd/gatesim
 	$(GO) run ./internal/cmd/resultsbench
 	$(GO) run ./internal/cmd/envbench
 	$(GO) run ./internal/cmd/mirrorbench
