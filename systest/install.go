@@ -258,9 +258,7 @@ func (t *installRun) fail(step, reason string) {
 
 // deb runs the steps with apt-get and dpkg.
 func (t *installRun) deb(ctx context.Context, pkg PackageRef, opts InstallOptions) error {
-	update := []string{"apt-get", "update", "-q", "-o", "Dir::Etc::SourceList=" + aptSources, "-o", "Dir::Etc::SourceParts=-",
-		"-o", "APT::Get::List-Cleanup=0", "-o", "Acquire::Languages=none"}
-	if ok, err := t.run(ctx, "setup", nil, update...); !ok {
+	if ok, err := t.run(ctx, "setup", nil, aptUpdateArgs()...); !ok {
 		return err
 	}
 	before, err := t.env.Changes()
@@ -327,8 +325,7 @@ func (t *installRun) deb(ctx context.Context, pkg PackageRef, opts InstallOption
 
 // rpm runs the steps with dnf and rpm.
 func (t *installRun) rpm(ctx context.Context, pkg PackageRef, opts InstallOptions) error {
-	dnf := []string{"dnf", "-y", "-q", "--setopt=reposdir=" + dnfReposDir, "--releasever=sluice",
-		"--setopt=install_weak_deps=False", "--setopt=keepcache=False"}
+	dnf := dnfArgs()
 	// No makecache first: dnf install reads the metadata (and imports
 	// the key) itself, and what it writes doing so lies in its cache
 	// and the rpmdb, not among leftovers.
@@ -517,6 +514,19 @@ func (e *ChrootEnv) Changes() (map[string]fs.FileMode, error) {
 func isWhiteout(fi fs.FileInfo) bool {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	return ok && st.Rdev == 0
+}
+
+// aptUpdateArgs reads the lists of the test repository only: the base's
+// own lists stay as they were prepared.
+func aptUpdateArgs() []string {
+	return []string{"apt-get", "update", "-q", "-o", "Dir::Etc::SourceList=" + aptSources, "-o", "Dir::Etc::SourceParts=-",
+		"-o", "APT::Get::List-Cleanup=0", "-o", "Acquire::Languages=none"}
+}
+
+// dnfArgs start a dnf command on the test repository alone.
+func dnfArgs() []string {
+	return []string{"dnf", "-y", "-q", "--setopt=reposdir=" + dnfReposDir, "--releasever=sluice",
+		"--setopt=install_weak_deps=False", "--setopt=keepcache=False"}
 }
 
 // aptOptions are the files that add repo to APT: a deb822 source with
