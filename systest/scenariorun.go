@@ -19,7 +19,8 @@ import (
 type ScenarioOptions struct {
 	// Chroot starts the nodes' environments.
 	Chroot *Chroot
-	// Base returns the prepared base a node names.
+	// Base returns the prepared base a node names; it is called for
+	// every base before any environment starts.
 	Base func(ctx context.Context, name string) (Base, error)
 	// Repos are the buildset's test repositories by format (deb, rpm): a
 	// node on an RPM base installs from rpm when there is one, any other
@@ -148,8 +149,21 @@ func RunScenario(ctx context.Context, s *scenario.Scenario, opts ScenarioOptions
 			}
 		}
 	}()
+	// Every base is resolved before any environment starts: a base in
+	// use by an environment cannot be prepared (or checked) again.
+	bases := map[string]Base{}
 	for _, n := range s.Nodes {
-		if err := startNode(ctx, s, n, lab, opts, envs, &out); err != nil {
+		if _, ok := bases[n.Base]; ok {
+			continue
+		}
+		b, err := opts.Base(ctx, n.Base)
+		if err != nil {
+			return rep, fmt.Errorf("scenario %s: node %s: base %s: %w", s.Name, n.Name, n.Base, err)
+		}
+		bases[n.Base] = b
+	}
+	for _, n := range s.Nodes {
+		if err := startNode(ctx, n, bases[n.Base], lab, opts, envs, &out); err != nil {
 			var nf *nodeFailure
 			if errors.As(err, &nf) {
 				fail(n.Line, "node %s: %s", n.Name, nf.reason)
@@ -190,16 +204,13 @@ func (e *nodeFailure) Error() string { return e.reason }
 
 // startNode starts n's environment in its namespace and installs its
 // packages.
-func startNode(ctx context.Context, s *scenario.Scenario, n scenario.Node, lab *netlab.Lab, opts ScenarioOptions,
+func startNode(ctx context.Context, n scenario.Node, base Base, lab *netlab.Lab, opts ScenarioOptions,
 	envs map[string]*ChrootEnv, out *bytes.Buffer) error {
 	ln, ok := lab.Node(n.Name)
 	if !ok {
 		return fmt.Errorf("not in the network")
 	}
-	base, err := opts.Base(ctx, n.Base)
-	if err != nil {
-		return err
-	}
+	var err error
 	// An RPM base (Debian with rpm and dnf) installs the buildset's RPMs
 	// when it has some; every base has apt for .debs.
 	format := "deb"

@@ -13,52 +13,26 @@ import (
 	"github.com/sluice-ci/sluice/systest/scenario"
 )
 
-// echoServer answers each connection with "hello from HOSTNAME" (Perl:
-// perl-base is in every Debian base); echoClient connects to HOST:PORT,
-// retrying while the server starts, prints the answer and writes a TAP
-// report of what it checked.
-const (
-	echoServer = `use IO::Socket::INET; use Sys::Hostname;
-my $s = IO::Socket::INET->new(LocalAddr => '0.0.0.0', LocalPort => $ARGV[0], Listen => 5, ReuseAddr => 1) or die "listen: $!";
-while (my $c = $s->accept) { print $c "hello from " . hostname() . "\n"; close $c; }
-`
-	echoClient = `use IO::Socket::INET;
-my ($host, $port) = @ARGV; my $c;
-for (1 .. 100) { $c = IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port) and last; select(undef, undef, undef, 0.1); }
-die "connect $host:$port: $!\n" unless $c;
-my $line = <$c>; print $line;
-mkdir "/var/lib/echo-client"; open(my $f, ">", "/var/lib/echo-client/report.tap") or die;
-print $f "TAP version 13\n1..2\nok 1 - connected to $host\n" . ($line =~ /^hello from / ? "ok" : "not ok") . " 2 - greeting\n";
-`
-)
-
 // scenarioRepo publishes the server and client packages.
+// The server (testdata/echo/server.pl) answers each connection with
+// "hello from HOSTNAME", in Perl: perl-base is in every Debian base; the
+// client connects to HOST PORT, retrying while the server starts, prints
+// the answer and writes a TAP report of what it checked.
 func scenarioRepo(t *testing.T) Repo {
 	t.Helper()
+	read := func(name string) string {
+		data, err := os.ReadFile(filepath.Join("testdata", "echo", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
 	out := t.TempDir()
 	return aptRepo(t, []string{
-		testDeb{name: "echo-server", version: "1.0", files: map[string]string{"/usr/share/echo/server.pl": echoServer}}.build(t, out),
-		testDeb{name: "echo-client", version: "1.0", files: map[string]string{"/usr/share/echo/client.pl": echoClient}}.build(t, out),
+		testDeb{name: "echo-server", version: "1.0", files: map[string]string{"/usr/share/echo/server.pl": read("server.pl")}}.build(t, out),
+		testDeb{name: "echo-client", version: "1.0", files: map[string]string{"/usr/share/echo/client.pl": read("client.pl")}}.build(t, out),
 	})
 }
-
-const clientServer = `name: echo
-timeout: 5m
-nodes:
-  - {name: server, base: sluice-test, packages: [echo-server]}
-  - {name: client, base: sluice-test, packages: [echo-client]}
-steps:
-  - node: server
-    run: [perl, /usr/share/echo/server.pl, "7000"]
-    background: true
-  - node: client
-    run: [perl, /usr/share/echo/client.pl, server, "7000"]
-    timeout: 1m
-    expect:
-      stdout: "^hello from server$"
-      files: [/var/lib/echo-client/report.tap]
-    report: {format: tap, path: /var/lib/echo-client/report.tap}
-`
 
 func scenarioOptions(t *testing.T, b Base, repo Repo, c *Chroot) ScenarioOptions {
 	return ScenarioOptions{Chroot: c, Repos: map[string]Repo{"deb": repo}, Log: testLog(),
@@ -102,7 +76,11 @@ func TestScenarioClientServer(t *testing.T) {
 	b := needBase(t)
 	pkgtest.NeedTool(t, "ip")
 	repo := scenarioRepo(t)
-	s, err := scenario.Parse("echo.yaml", []byte(strings.ReplaceAll(clientServer, "sluice-test", b.Spec.Name)))
+	data, err := os.ReadFile(filepath.Join("testdata", "echo", "echo.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := scenario.Parse("echo.yaml", []byte(strings.ReplaceAll(string(data), "sluice-test", b.Spec.Name)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,8 @@ import (
 func newStageCmd(log *slog.Logger) *cobra.Command {
 	cmd := &cobra.Command{Use: "stage", Short: "Run one pipeline stage here and report its outcome (for Jenkins or any CI executor)"}
 	cmd.AddCommand(newStageBuildCmd(log), newStageRunCmd("publish", log), newStageRunCmd("lint", log),
-		newStageRunCmd("install", log), newStageRunCmd("release", log), newStageRunCmd("mirror", log))
+		newStageRunCmd("install", log), newStageRunCmd("systest", log),
+		newStageRunCmd("release", log), newStageRunCmd("mirror", log))
 	return cmd
 }
 
@@ -219,6 +220,7 @@ func newStageRunCmd(name string, log *slog.Logger) *cobra.Command {
 		"release": "Publish a post buildset's packages into the branch's signed release repositories",
 		"lint":    "Run lintian and rpmlint on a buildset's test repositories (after stage publish)",
 		"mirror":  "Sync the release repositories of a post buildset's branch to their mirror targets (after stage release)",
+		"systest": "Run the system test scenarios of a buildset's project on its test repositories (after stage publish)",
 		"install": "Install, check, remove and purge each package of a buildset's test repositories in a fresh environment (after stage publish)",
 	}[name]
 	cmd := &cobra.Command{

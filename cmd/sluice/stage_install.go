@@ -26,7 +26,7 @@ import (
 )
 
 // systestConfig is the systest section: the base systems of test
-// environments and the install stage.
+// environments, the install stage and the system tests.
 type systestConfig struct {
 	// Bases are the base systems, beside the built-in bookworm (for
 	// .debs) and bookworm-rpm (Debian's rpm and dnf, for RPMs); a base
@@ -36,6 +36,12 @@ type systestConfig struct {
 	// empty.
 	BasesDir string        `yaml:"bases_dir"`
 	Install  installConfig `yaml:"install"`
+	// Scenarios are system test scenario files on this host, run for
+	// every project beside those in the project's own .sluice/systest/.
+	Scenarios []string `yaml:"scenarios"`
+	// KeepFailed is how long the environments of a failed scenario are
+	// kept for `sluice env shell`; not at all when zero.
+	KeepFailed time.Duration `yaml:"keep_failed"`
 }
 
 // installConfig is the install stage's section.
@@ -87,6 +93,14 @@ func (c systestConfig) Validate() error {
 	}
 	if c.Install.Check != "" && !filepath.IsAbs(c.Install.Check) {
 		return fmt.Errorf("systest: install: check %q: not absolute", c.Install.Check)
+	}
+	for i, f := range c.Scenarios {
+		if !filepath.IsAbs(f) {
+			return fmt.Errorf("systest: scenarios[%d] %q: not absolute", i, f)
+		}
+	}
+	if c.KeepFailed < 0 {
+		return errors.New("systest: keep_failed: negative")
 	}
 	if c.Install.StepTimeout < 0 {
 		return errors.New("systest: install: step_timeout: negative")

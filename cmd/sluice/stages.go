@@ -78,6 +78,7 @@ func (s *stages) funcs() map[string]jobs.StageFunc {
 		"lint":      s.lint,
 		"install":   s.install,
 		"mirror":    s.mirror,
+		"systest":   s.systest,
 	}
 }
 

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluice-ci/sluice/builder"
+	"github.com/sluice-ci/sluice/internal/gittest"
+	"github.com/sluice-ci/sluice/internal/pkgtest"
+	"github.com/sluice-ci/sluice/jobs"
+	"github.com/sluice-ci/sluice/results"
+)
+
+// TestStageSystest runs the systest stage on a buildset whose project
+// keeps the two-node scenario (a server package on one node, its client
+// on the other, reaching it by name) in .sluice/systest/, its packages
+// published by the publish stage into the buildset's signed test
+// repository; a scenario from the config that does not parse fails the
+// stage with its file and line. The per-test results of the client's TAP
+// report are in the artifact the scenario's result points to.
+func TestStageSystest(t *testing.T) {
+	needEnvironments(t)
+	echo := filepath.Join("..", "..", "systest", "testdata", "echo")
+	read := func(name string) []byte {
+		data, err := os.ReadFile(filepath.Join(echo, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	src := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(src, ".sluice", "systest"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeTestFile(t, filepath.Join(src, ".sluice", "systest", "echo.yaml"), string(read("echo.yaml")))
+	writeTestFile(t, filepath.Join(src, "README"), "echo\n")
+	git := t.TempDir()
+	commit, err := (gittest.Repo{When: time.Unix(1793620800, 0), Refs: []string{"refs/changes/46/12346/1"}}).Commit(src, filepath.Join(git, "echo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := filepath.Join(t.TempDir(), "broken.yaml")
+	writeTestFile(t, broken, "name: broken\nnodes:\n  - {name: a, base: sluice-test}\nsteps:\n  - node: b\n    run: [\"true\"]\n")
+
+	data := t.TempDir()
+	conf := filepath.Join(t.TempDir(), "sluice.yaml")
+	writeTestFile(t, conf, "server:\n  url: http://ci.example.org\nsystest:\n  bases_dir: "+testBasesDir(t)+"\n"+
+		"  bases:\n  - name: sluice-test\n    suite: bookworm\n    rpm: true\n  scenarios: ["+broken+"]\n  keep_failed: 1h\n")
+	cmd := &cobra.Command{}
+	var sf storeFlags
+	sf.register(cmd.Flags())
+	if err := cmd.Flags().Parse([]string{"--data-dir", data, "--config", conf}); err != nil {
+		t.Fatal(err)
+	}
+	cmd.SetContext(t.Context())
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	e, err := sf.open(cmd, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.close()
+	st, err := newStages(e, 10*time.Minute, true, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const uuid = "3d0e2c1a5b7d4e3f9a1b2c3d4e5f6a71"
+	run := jobs.Run{Pipeline: "check", Buildset: uuid, Attempt: 1, Project: "echo", Params: map[string]string{
+		"ZUUL_URL": git, "ZUUL_PROJECT": "echo", "ZUUL_BRANCH": "main", "ZUUL_REF": "refs/changes/46/12346/1",
+		"ZUUL_COMMIT": commit, "ZUUL_UUID": uuid, "ZUUL_CHANGE": "12346", "ZUUL_PATCHSET": "1", "ZUUL_PIPELINE": "check"}}
+	// The packages as the build stage leaves them.
+	built := filepath.Join(st.buildsetDir(uuid), "build", "echo", "deb")
+	if err := os.MkdirAll(built, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, file := range map[string]string{"echo-server": "server.pl", "echo-client": "client.pl"} {
+		if _, err := (pkgtest.Deb{Name: name, Version: "1.0-1", Arch: "all",
+			Files: map[string][]byte{"/usr/share/echo/" + file: read(file)}}).WriteFile(built); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run.Stage = "publish"
+	if res, err := st.funcs()["publish"](t.Context(), run); err != nil || res.Outcome != jobs.Passed {
+		t.Fatalf("publish: %+v %v", res, err)
+	}
+	run.Stage = "systest"
+	res, err := st.funcs()["systest"](t.Context(), run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Outcome != jobs.Failed {
+		t.Errorf("stage outcome %s, want FAILED (the broken scenario)", res.Outcome)
+	}
+	one := func(testcase string) results.Result {
+		t.Helper()
+		rs, _, err := e.results.Results(t.Context(), results.Query{Testcases: []string{testcase}})
+		if err != nil || len(rs) != 1 {
+			t.Fatalf("%s: %d results, %v", testcase, len(rs), err)
+		}
+		return rs[0]
+	}
+	ok := one("sluice.systest.echo")
+	if ok.Outcome != "PASSED" || ok.Data["tests_passed"][0] != "2" || ok.Data["scenario_file"][0] != ".sluice/systest/echo.yaml" {
+		t.Errorf("echo scenario: %s %q %v", ok.Outcome, ok.Note, ok.Data)
+	}
+	bad := one("sluice.systest.broken")
+	if bad.Outcome != "FAILED" || !strings.Contains(bad.Note, broken+":5:") || !strings.Contains(bad.Note, `node "b" is not declared`) {
+		t.Errorf("broken scenario: %s %q", bad.Outcome, bad.Note)
+	}
+	if stage := one("sluice.systest"); stage.Outcome != "FAILED" || !strings.HasPrefix(stage.Note, "1 scenarios passed, 1 failed") {
+		t.Errorf("stage result: %s %q", stage.Outcome, stage.Note)
+	}
+	// The details: the steps, and the client's report's tests.
+	arts, err := builder.NewArtifacts(filepath.Join(data, "artifacts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer arts.Close()
+	f, err := arts.Open(ok.Data["details_sha256"][0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var details struct {
+		Steps []struct {
+			Outcome string `json:"outcome"`
+			Report  *struct {
+				Tests []struct{ Name, Outcome string } `json:"tests"`
+			} `json:"report"`
+		} `json:"steps"`
+	}
+	if err := json.NewDecoder(f).Decode(&details); err != nil || len(details.Steps) != 2 || details.Steps[1].Report == nil ||
+		len(details.Steps[1].Report.Tests) != 2 || details.Steps[1].Report.Tests[1].Outcome != "pass" {
+		t.Errorf("details: %+v %v", details, err)
+	}
+	if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), data) {
+		t.Errorf("mounts left:\n%s", mi)
+	}
+}
