@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,14 +21,12 @@ import (
 	"github.com/sluice-ci/sluice/results"
 )
 
-// TestStageSystest runs the systest stage on a buildset whose project
-// keeps the two-node scenario (a server package on one node, its client
-// on the other, reaching it by name) in .sluice/systest/, its packages
-// published by the publish stage into the buildset's signed test
-// repository; a scenario from the config that does not parse fails the
-// stage with its file and line. The per-test results of the client's TAP
-// report are in the artifact the scenario's result points to.
-func TestStageSystest(t *testing.T) {
+// systestBuildset makes a buildset of project echo whose tree holds
+// scenario as .sluice/systest/echo.yaml, its packages (the echo server and
+// client of systest/testdata/echo) published by the publish stage into its
+// signed test repository, with conf added to the systest section.
+func systestBuildset(t *testing.T, scenario, conf string) (*stages, *env, jobs.Run, string) {
+	t.Helper()
 	needEnvironments(t)
 	echo := filepath.Join("..", "..", "systest", "testdata", "echo")
 	read := func(name string) []byte {
@@ -40,24 +40,21 @@ func TestStageSystest(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(src, ".sluice", "systest"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeTestFile(t, filepath.Join(src, ".sluice", "systest", "echo.yaml"), string(read("echo.yaml")))
+	writeTestFile(t, filepath.Join(src, ".sluice", "systest", "echo.yaml"), scenario)
 	writeTestFile(t, filepath.Join(src, "README"), "echo\n")
 	git := t.TempDir()
 	commit, err := (gittest.Repo{When: time.Unix(1793620800, 0), Refs: []string{"refs/changes/46/12346/1"}}).Commit(src, filepath.Join(git, "echo"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	broken := filepath.Join(t.TempDir(), "broken.yaml")
-	writeTestFile(t, broken, "name: broken\nnodes:\n  - {name: a, base: sluice-test}\nsteps:\n  - node: b\n    run: [\"true\"]\n")
-
 	data := t.TempDir()
-	conf := filepath.Join(t.TempDir(), "sluice.yaml")
-	writeTestFile(t, conf, "server:\n  url: http://ci.example.org\nsystest:\n  bases_dir: "+testBasesDir(t)+"\n"+
-		"  bases:\n  - name: sluice-test\n    suite: bookworm\n    rpm: true\n  scenarios: ["+broken+"]\n  keep_failed: 1h\n")
+	confFile := filepath.Join(t.TempDir(), "sluice.yaml")
+	writeTestFile(t, confFile, "server:\n  url: http://ci.example.org\nsystest:\n  bases_dir: "+testBasesDir(t)+"\n"+
+		"  bases:\n  - name: sluice-test\n    suite: bookworm\n    rpm: true\n"+conf)
 	cmd := &cobra.Command{}
 	var sf storeFlags
 	sf.register(cmd.Flags())
-	if err := cmd.Flags().Parse([]string{"--data-dir", data, "--config", conf}); err != nil {
+	if err := cmd.Flags().Parse([]string{"--data-dir", data, "--config", confFile}); err != nil {
 		t.Fatal(err)
 	}
 	cmd.SetContext(t.Context())
@@ -66,7 +63,7 @@ func TestStageSystest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer e.close()
+	t.Cleanup(func() { e.close() })
 	st, err := newStages(e, 10*time.Minute, true, nil, log)
 	if err != nil {
 		t.Fatal(err)
@@ -90,6 +87,25 @@ func TestStageSystest(t *testing.T) {
 	if res, err := st.funcs()["publish"](t.Context(), run); err != nil || res.Outcome != jobs.Passed {
 		t.Fatalf("publish: %+v %v", res, err)
 	}
+	return st, e, run, data
+}
+
+// TestStageSystest runs the systest stage on a buildset whose project
+// keeps the two-node scenario (a server package on one node, its client
+// on the other, reaching it by name) in .sluice/systest/, its packages
+// published by the publish stage into the buildset's signed test
+// repository; a scenario from the config that does not parse fails the
+// stage with its file and line. The per-test results of the client's TAP
+// report are in the artifact the scenario's result points to.
+func TestStageSystest(t *testing.T) {
+	needEnvironments(t)
+	echo, err := os.ReadFile(filepath.Join("..", "..", "systest", "testdata", "echo", "echo.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := filepath.Join(t.TempDir(), "broken.yaml")
+	writeTestFile(t, broken, "name: broken\nnodes:\n  - {name: a, base: sluice-test}\nsteps:\n  - node: b\n    run: [\"true\"]\n")
+	st, e, run, data := systestBuildset(t, string(echo), "  scenarios: ["+broken+"]\n  keep_failed: 1h\n")
 	run.Stage = "systest"
 	res, err := st.funcs()["systest"](t.Context(), run)
 	if err != nil {
@@ -142,5 +158,63 @@ func TestStageSystest(t *testing.T) {
 	}
 	if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), data) {
 		t.Errorf("mounts left:\n%s", mi)
+	}
+}
+
+// TestSystestCancelled cancels a running systest through the pool, as the
+// gate does when the buildset's install stage fails: the run is reported
+// cancelled, and no environment, mount or network of it is left.
+func TestSystestCancelled(t *testing.T) {
+	st, _, run, data := systestBuildset(t, "name: slow\nnodes:\n  - {name: a, base: sluice-test, packages: [echo-server]}\n"+
+		"  - {name: b, base: sluice-test}\nsteps:\n  - node: a\n    run: [perl, /usr/share/echo/server.pl, \"7000\"]\n    background: true\n"+
+		"  - node: b\n    run: [sleep, \"1000\"]\n", "")
+	outcomes := make(chan jobs.Outcome, 1)
+	pool := jobs.NewPool(map[string]jobs.StageFunc{"systest": st.systest}, 1,
+		func(_ context.Context, o jobs.Outcome) { outcomes <- o }, slog.New(slog.DiscardHandler))
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	go pool.Run(ctx)
+	run.Stage = "systest"
+	if err := pool.Dispatch(t.Context(), run); err != nil {
+		t.Fatal(err)
+	}
+	// Both nodes up: the sleep runs.
+	envs := filepath.Join(data, "work", "envs")
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if ents, _ := os.ReadDir(envs); len(ents) >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the scenario's environments never started")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	if err := pool.Cancel(t.Context(), run.Key()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case o := <-outcomes:
+		if !o.Canceled {
+			t.Fatalf("outcome %+v, want cancelled", o)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the cancelled systest did not end")
+	}
+	if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), data) {
+		t.Errorf("mounts left:\n%s", mi)
+	}
+	if ents, _ := os.ReadDir(envs); len(ents) != 0 {
+		t.Errorf("environments left: %v", ents)
+	}
+	// Each live network has an owner record naming its process: none of
+	// this test's is left (other packages' tests may own some).
+	recs, _ := os.ReadDir("/run/sluice-netlab")
+	for _, r := range recs {
+		if b, err := os.ReadFile(filepath.Join("/run/sluice-netlab", r.Name())); err == nil &&
+			strings.HasPrefix(string(b), strconv.Itoa(os.Getpid())+" ") {
+			t.Errorf("network %s left", r.Name())
+		}
 	}
 }
