@@ -53,6 +53,8 @@ func newRoot(log *slog.Logger) *cobra.Command {
 		newResultsCmd(log),
 		newChangeCmd(log),
 		newRetriggerCmd(log),
+		newSystestCmd(log),
+		newReproduceCmd(log),
 		newEnvCmd(log),
 		newReleaseCmd(log),
 		newMirrorCmd(log),

@@ -117,6 +117,12 @@ func (s *stages) systest(ctx context.Context, r jobs.Run) (jobs.Result, error) {
 		}
 		sr.Outcome = rep.Outcome
 		sr.Data["scenario"], sr.Data["scenario_file"] = []string{rep.Scenario}, []string{f.name}
+		// The scenario as it ran, for sluice reproduce.
+		sa, err := s.arts.Put(ctx, bytes.NewReader(f.data))
+		if err != nil {
+			return jobs.Result{}, err
+		}
+		sr.Data["scenario_sha256"] = []string{sa.SHA256}
 		if rep.Outcome != systest.Passed {
 			fail++
 			sr.Note = rep.Reason

@@ -25,7 +25,7 @@ import (
 // scenario as .sluice/systest/echo.yaml, its packages (the echo server and
 // client of systest/testdata/echo) published by the publish stage into its
 // signed test repository, with conf added to the systest section.
-func systestBuildset(t *testing.T, scenario, conf string) (*stages, *env, jobs.Run, string) {
+func systestBuildset(t *testing.T, scenario, conf string) (st *stages, e *env, run jobs.Run, data, confFile string) {
 	t.Helper()
 	needEnvironments(t)
 	echo := filepath.Join("..", "..", "systest", "testdata", "echo")
@@ -47,8 +47,8 @@ func systestBuildset(t *testing.T, scenario, conf string) (*stages, *env, jobs.R
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := t.TempDir()
-	confFile := filepath.Join(t.TempDir(), "sluice.yaml")
+	data = t.TempDir()
+	confFile = filepath.Join(t.TempDir(), "sluice.yaml")
 	writeTestFile(t, confFile, "server:\n  url: http://ci.example.org\nsystest:\n  bases_dir: "+testBasesDir(t)+"\n"+
 		"  bases:\n  - name: sluice-test\n    suite: bookworm\n    rpm: true\n"+conf)
 	cmd := &cobra.Command{}
@@ -59,17 +59,17 @@ func systestBuildset(t *testing.T, scenario, conf string) (*stages, *env, jobs.R
 	}
 	cmd.SetContext(t.Context())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	e, err := sf.open(cmd, log)
+	e, err = sf.open(cmd, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.close() })
-	st, err := newStages(e, 10*time.Minute, true, nil, log)
+	st, err = newStages(e, 10*time.Minute, true, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	const uuid = "3d0e2c1a5b7d4e3f9a1b2c3d4e5f6a71"
-	run := jobs.Run{Pipeline: "check", Buildset: uuid, Attempt: 1, Project: "echo", Params: map[string]string{
+	run = jobs.Run{Pipeline: "check", Buildset: uuid, Attempt: 1, Project: "echo", Params: map[string]string{
 		"ZUUL_URL": git, "ZUUL_PROJECT": "echo", "ZUUL_BRANCH": "main", "ZUUL_REF": "refs/changes/46/12346/1",
 		"ZUUL_COMMIT": commit, "ZUUL_UUID": uuid, "ZUUL_CHANGE": "12346", "ZUUL_PATCHSET": "1", "ZUUL_PIPELINE": "check"}}
 	// The packages as the build stage leaves them.
@@ -87,7 +87,7 @@ func systestBuildset(t *testing.T, scenario, conf string) (*stages, *env, jobs.R
 	if res, err := st.funcs()["publish"](t.Context(), run); err != nil || res.Outcome != jobs.Passed {
 		t.Fatalf("publish: %+v %v", res, err)
 	}
-	return st, e, run, data
+	return st, e, run, data, confFile
 }
 
 // TestStageSystest runs the systest stage on a buildset whose project
@@ -105,7 +105,7 @@ func TestStageSystest(t *testing.T) {
 	}
 	broken := filepath.Join(t.TempDir(), "broken.yaml")
 	writeTestFile(t, broken, "name: broken\nnodes:\n  - {name: a, base: sluice-test}\nsteps:\n  - node: b\n    run: [\"true\"]\n")
-	st, e, run, data := systestBuildset(t, string(echo), "  scenarios: ["+broken+"]\n  keep_failed: 1h\n")
+	st, e, run, data, conf := systestBuildset(t, string(echo), "  scenarios: ["+broken+"]\n  keep_failed: 1h\n")
 	run.Stage = "systest"
 	res, err := st.funcs()["systest"](t.Context(), run)
 	if err != nil {
@@ -156,6 +156,34 @@ func TestStageSystest(t *testing.T) {
 		len(details.Steps[1].Report.Tests) != 2 || details.Steps[1].Report.Tests[1].Outcome != "pass" {
 		t.Errorf("details: %+v %v", details, err)
 	}
+
+	// sluice reproduce: the bundle re-runs the scenario elsewhere (here,
+	// another data directory that shares the prepared bases).
+	bundle := filepath.Join(t.TempDir(), "bundle")
+	if out, err := sluice(t, "reproduce", run.Buildset, "--stage", "systest", "--out", bundle, "--data-dir", data, "--config", conf); err != nil {
+		t.Fatalf("reproduce: %v\n%s", err, out)
+	}
+	script, err := os.ReadFile(filepath.Join(bundle, "run.sh"))
+	if err != nil || !strings.Contains(string(script), "sluice systest run --config sluice.yaml --repo repo --key test-key.asc \"$@\" scenarios/broken.yaml scenarios/echo.yaml") {
+		t.Fatalf("run.sh: %v\n%s", err, script)
+	}
+	for _, f := range []string{"repo/deb/dists/sluice-test/InRelease", "test-key.asc", "sluice.yaml", "params.json", "scenarios/echo.yaml"} {
+		if _, err := os.Stat(filepath.Join(bundle, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	other := t.TempDir()
+	if err := os.Symlink(testBasesDir(t), filepath.Join(other, "bases")); err != nil {
+		t.Fatal(err)
+	}
+	out, err := sluice(t, "systest", "run", "--config", filepath.Join(bundle, "sluice.yaml"), "--data-dir", other,
+		"--repo", filepath.Join(bundle, "repo"), "--key", filepath.Join(bundle, "test-key.asc"), filepath.Join(bundle, "scenarios", "echo.yaml"))
+	if err != nil || !strings.HasPrefix(out, "PASSED\techo\t") {
+		t.Fatalf("the bundle's scenario: %v\n%s", err, out)
+	}
+	if out, err := sluice(t, "reproduce", run.Buildset, "--stage", "systest", "--out", bundle, "--data-dir", data, "--config", conf); err == nil {
+		t.Errorf("a bundle over an existing directory: %s", out)
+	}
 	if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), data) {
 		t.Errorf("mounts left:\n%s", mi)
 	}
@@ -165,7 +193,7 @@ func TestStageSystest(t *testing.T) {
 // gate does when the buildset's install stage fails: the run is reported
 // cancelled, and no environment, mount or network of it is left.
 func TestSystestCancelled(t *testing.T) {
-	st, _, run, data := systestBuildset(t, "name: slow\nnodes:\n  - {name: a, base: sluice-test, packages: [echo-server]}\n"+
+	st, _, run, data, _ := systestBuildset(t, "name: slow\nnodes:\n  - {name: a, base: sluice-test, packages: [echo-server]}\n"+
 		"  - {name: b, base: sluice-test}\nsteps:\n  - node: a\n    run: [perl, /usr/share/echo/server.pl, \"7000\"]\n    background: true\n"+
 		"  - node: b\n    run: [sleep, \"1000\"]\n", "")
 	outcomes := make(chan jobs.Outcome, 1)
