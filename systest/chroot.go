@@ -173,12 +173,29 @@ func (c *Chroot) Remove(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	unlock, err := lockFile(ctx, filepath.Join(dir, ".lock"), unix.LOCK_EX, false)
+	unlock, err := lockDir(ctx, dir)
 	if err != nil {
 		return fmt.Errorf("environment %s: in use: %w", id, err)
 	}
 	defer unlock()
 	return removeAtomic(dir)
+}
+
+// dirLockWait is how long taking an environment directory's lock waits:
+// a lock just released can still be held for a moment by a child process
+// that another goroutine forked before its exec closed the descriptor.
+const dirLockWait = 2 * time.Second
+
+// lockDir takes the lock of an environment directory, for one user at a
+// time; a directory in use is refused after dirLockWait.
+func lockDir(ctx context.Context, dir string) (func(), error) {
+	ctx, cancel := context.WithTimeout(ctx, dirLockWait)
+	defer cancel()
+	unlock, err := lockFile(ctx, filepath.Join(dir, ".lock"), unix.LOCK_EX, true)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return nil, fmt.Errorf("lock %s: held by another user", filepath.Join(dir, ".lock"))
+	}
+	return unlock, err
 }
 
 func (c *Chroot) keptDir(id string) (string, error) {
@@ -268,7 +285,7 @@ func (e *ChrootEnv) start(ctx context.Context, c *Chroot, opts EnvOptions, resum
 		}
 	}
 	// One user of a directory at a time: Remove and Resume check.
-	unlockDir, err := lockFile(ctx, filepath.Join(e.dir, ".lock"), unix.LOCK_EX, false)
+	unlockDir, err := lockDir(ctx, e.dir)
 	if err != nil {
 		return fmt.Errorf("in use: %w", err)
 	}
