@@ -1,7 +1,9 @@
 // Package jobs moves stage runs to workers and their outcomes back,
 // without knowing what a stage does: the in-process pool of the embedded
-// default runs the stage functions it is handed; Gearman workers (later)
-// take the same runs from a gearmand.
+// default runs the stage functions it is handed; Gearman, a dispatcher
+// through gearmand (jobs/gearman speaks its protocol), hands the same runs
+// to GearmanWorkers on any number of hosts, which run them with the same
+// stage functions.
 package jobs
 
 import (
