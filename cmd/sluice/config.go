@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,6 +54,49 @@ type pipelineConf struct {
 	Config string `yaml:"config"`
 	// Workers is how many stage runs go at once in the server.
 	Workers int `yaml:"workers"`
+	// Dispatch is where stage runs go: inprocess (the default: the
+	// server's own pool of Workers) or gearman (the job servers of
+	// Gearman, to `sluice worker` processes).
+	Dispatch string `yaml:"dispatch"`
+	// Gearman are the job servers (host:port) of dispatch gearman.
+	Gearman []string `yaml:"gearman"`
+}
+
+// Validate checks the pipeline section.
+func (p pipelineConf) Validate() error {
+	if p.Workers < 0 || p.Workers > 256 {
+		return fmt.Errorf("pipeline: workers: %d is not 0 (default) to 256", p.Workers)
+	}
+	switch p.Dispatch {
+	case "", "inprocess":
+		if len(p.Gearman) > 0 {
+			return errors.New("pipeline: gearman: job servers given, and dispatch is not gearman")
+		}
+	case "gearman":
+		if len(p.Gearman) == 0 {
+			return errors.New("pipeline: dispatch gearman: give the job servers in gearman: [host:port, ...]")
+		}
+		if err := checkGearmanServers(p.Gearman); err != nil {
+			return fmt.Errorf("pipeline: gearman: %w", err)
+		}
+	default:
+		return fmt.Errorf("pipeline: dispatch %q: want inprocess or gearman", p.Dispatch)
+	}
+	return nil
+}
+
+// checkGearmanServers checks job server addresses: host:port each.
+func checkGearmanServers(addrs []string) error {
+	for _, a := range addrs {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil || host == "" {
+			return fmt.Errorf("%q: want host:port", a)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q: port %q", a, port)
+		}
+	}
+	return nil
 }
 
 // localConfig is the local source: projects that are git repositories on
@@ -203,8 +247,8 @@ func (c *config) Validate() error {
 			return err
 		}
 	}
-	if c.Pipeline.Workers < 0 || c.Pipeline.Workers > 256 {
-		return fmt.Errorf("pipeline: workers: %d is not 0 (default) to 256", c.Pipeline.Workers)
+	if err := c.Pipeline.Validate(); err != nil {
+		return err
 	}
 	if err := c.Releases.Validate(); err != nil {
 		return err

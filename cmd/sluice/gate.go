@@ -8,6 +8,7 @@ package main
 // jobs.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -96,13 +97,19 @@ func newGate(ctx context.Context, e *env, opts gateOptions, log *slog.Logger) (*
 	}
 	stg.projectURL = src.repoURL
 	var runner *pipeline.Runner
-	pool := jobs.NewPool(stg.funcs(), opts.workers, func(ctx context.Context, o jobs.Outcome) {
+	report := func(ctx context.Context, o jobs.Outcome) {
 		outcome := pipeline.Outcome(o.Result.Outcome)
 		if err := runner.Deliver(ctx, pipeline.StageEnded{Buildset: o.Run.Buildset, Stage: o.Run.Stage, Attempt: o.Run.Attempt,
 			Outcome: outcome, LogURL: o.Result.LogURL}); err != nil && ctx.Err() == nil {
 			log.Error("stage outcome lost", "buildset", o.Run.Buildset, "stage", o.Run.Stage, "err", err)
 		}
-	}, log)
+	}
+	var pool stageDispatcher
+	if e.cfg.Pipeline.Dispatch == "gearman" {
+		pool = jobs.NewGearman(e.cfg.Pipeline.Gearman, "sluice-serve", report, log)
+	} else {
+		pool = jobs.NewPool(stg.funcs(), opts.workers, report, log)
+	}
 	parts := pipeline.Parts{
 		Dispatcher: poolDispatcher{pool},
 		Merger:     mergerAdapter{m: merger, repoURL: src.repoURL},
@@ -119,7 +126,8 @@ func newGate(ctx context.Context, e *env, opts gateOptions, log *slog.Logger) (*
 		if src.start != nil {
 			src.start(ctx, g, journal)
 		}
-		log.Info("gating engine started", "source", src.name, "pipelines", len(pcfg.Pipelines), "projects", len(pcfg.Projects), "workers", opts.workers)
+		log.Info("gating engine started", "source", src.name, "pipelines", len(pcfg.Pipelines), "projects", len(pcfg.Projects),
+			"dispatch", cmp.Or(e.cfg.Pipeline.Dispatch, "inprocess"), "workers", opts.workers)
 	}}, nil
 }
 
@@ -271,7 +279,14 @@ func detectFormats(lp zuul.LocalProject) ([]string, error) {
 }
 
 // poolDispatcher is the pool as the scheduler's Dispatcher.
-type poolDispatcher struct{ p *jobs.Pool }
+type poolDispatcher struct{ p stageDispatcher }
+
+// stageDispatcher is where stage runs go: the in-process pool or Gearman.
+type stageDispatcher interface {
+	Dispatch(ctx context.Context, r jobs.Run) error
+	Cancel(ctx context.Context, key string) error
+	Run(ctx context.Context) error
+}
 
 func (d poolDispatcher) Dispatch(ctx context.Context, s pipeline.DispatchStage) error {
 	return d.p.Dispatch(ctx, jobs.Run{Pipeline: s.Pipeline, Buildset: s.Buildset, Stage: s.Stage, Attempt: s.Attempt,

@@ -1,13 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sluice-ci/sluice/internal/pkgtest"
+	"github.com/sluice-ci/sluice/jobs/gearman/gearmantest"
 	"github.com/sluice-ci/sluice/zuul"
 )
 
@@ -56,12 +61,53 @@ func reportBy(st changeState, pipeline string) *zuul.Message {
 // submitted by the gate, and the post pipeline releases the merged
 // branch into its signed release repository.
 func TestGateLocal(t *testing.T) {
+	gateLocalFlow(t, "pipeline:\n  workers: 2\n", nil)
+}
+
+// TestGateLocalGearman runs the same flow with the stage runs going
+// through a real gearmand to two `sluice worker`s.
+func TestGateLocalGearman(t *testing.T) {
+	srv := gearmantest.New(t)
+	gateLocalFlow(t, "pipeline:\n  dispatch: gearman\n  gearman: ["+srv.Addr+"]\n", func(conf, data string) {
+		for _, id := range []string{"w1", "w2"} {
+			startWorker(t, "worker", "--gearman", srv.Addr, "--id", id, "--capacity", "2", "--rpm-nodeps", "--config", conf, "--data-dir", data)
+		}
+	})
+}
+
+// startWorker runs the sluice command args in this process until the
+// test ends.
+func startWorker(t *testing.T, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	root := newRoot(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	root.SetArgs(args)
+	root.SetOut(io.Discard)
+	root.SetErr(io.Discard)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("%v: %v", args, err)
+		}
+	})
+}
+
+// gateLocalFlow proposes a change on the local source, approves it, and
+// waits for the gate to merge it and the post pipeline to release it,
+// with pipelineConf as the config's pipeline section; before, when not
+// nil, runs once the config is written and before the server starts.
+func gateLocalFlow(t *testing.T, pipelineConf string, before func(conf, data string)) {
 	pkgtest.NeedTool(t, "dpkg-buildpackage")
 	pkgtest.NeedTool(t, "rpmbuild")
 	src := sampleRepo(t, false)
 	data := t.TempDir()
 	conf := filepath.Join(t.TempDir(), "sluice.yaml")
-	writeTestFile(t, conf, "local:\n  projects:\n    - name: hello-sh\n      path: "+src+"\npipeline:\n  workers: 2\n")
+	writeTestFile(t, conf, "local:\n  projects:\n    - name: hello-sh\n      path: "+src+"\n"+pipelineConf)
+	if before != nil {
+		before(conf, data)
+	}
 	startServe(t, "--config", conf, "--data-dir", data, "--rpm-nodeps")
 
 	commitFile(t, src, "news", "NEWS", "0.9.1\n", "Add NEWS\n\nChange-Id: I3333333333333333333333333333333333333333\n")

@@ -55,6 +55,7 @@ func newRoot(log *slog.Logger) *cobra.Command {
 		newRetriggerCmd(log),
 		newSystestCmd(log),
 		newReproduceCmd(log),
+		newWorkerCmd(log),
 		newEnvCmd(log),
 		newReleaseCmd(log),
 		newMirrorCmd(log),
