@@ -278,6 +278,6 @@ func (p *tapParser) finish() {
 		}
 	}
 	if p.planned == 0 && n == 0 && p.skipAll != "" {
-		p.rep.Output = "skipped: " + p.skipAll
+		p.rep.Output = truncate("skipped: "+p.skipAll, maxOutput)
 	}
 }
