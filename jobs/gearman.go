@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-ci/sluice/jobs/gearman"
@@ -286,12 +287,20 @@ type GearmanWorker struct {
 }
 
 // NewGearmanWorker returns a worker called id of stages through the job
-// servers at addrs.
-func NewGearmanWorker(addrs []string, id string, capacity int, stages map[string]StageFunc, log *slog.Logger) *GearmanWorker {
+// servers at addrs. zuulJobs maps Zuul v2 job names to stages: each is
+// registered as build:<job> as well, taking Zuul v2's parameters and
+// answering with its result fields, so that a Zuul v2 (or any
+// Jenkins-style client) can hand the worker jobs.
+func NewGearmanWorker(addrs []string, id string, capacity int, stages map[string]StageFunc, zuulJobs map[string]string, log *slog.Logger) *GearmanWorker {
 	w := &GearmanWorker{id: id, log: log, running: map[string]context.CancelFunc{}}
 	funcs := map[string]gearman.Handler{}
 	for name, f := range stages {
 		funcs[functionPrefix+name] = w.handler(f)
+	}
+	for job, stage := range zuulJobs {
+		if f, ok := stages[stage]; ok {
+			funcs["build:"+job] = w.zuulHandler(stage, f)
+		}
 	}
 	w.work = gearman.NewWorker(addrs, id, capacity, funcs, log)
 	w.control = gearman.NewWorker(addrs, id+"/control", 1, map[string]gearman.Handler{cancelPrefix + id: w.cancel}, log)
@@ -370,4 +379,47 @@ func (w *GearmanWorker) cancel(_ context.Context, a *gearman.Assignment) ([]byte
 		cancel()
 	}
 	return nil, nil
+}
+
+// zuulResult is what Zuul v2 reads of a build: its WORK_DATA and
+// WORK_COMPLETE bodies.
+type zuulResult struct {
+	Name   string `json:"name"`
+	Number int64  `json:"number"`
+	URL    string `json:"url"`
+	Result string `json:"result,omitempty"` // SUCCESS or FAILURE
+}
+
+// zuulHandler runs stage for a Zuul v2 build:<job> job: its argument is
+// the job's parameters (ZUUL_UUID, ZUUL_PROJECT, ZUUL_REF, ...).
+func (w *GearmanWorker) zuulHandler(stage string, f StageFunc) gearman.Handler {
+	var builds atomic.Int64
+	return func(ctx context.Context, a *gearman.Assignment) ([]byte, error) {
+		var params map[string]string
+		if err := json.Unmarshal(a.Data, &params); err != nil {
+			return nil, &gearman.FailError{Reason: "the parameters are not a JSON object of strings: " + err.Error()}
+		}
+		r := Run{Pipeline: params["ZUUL_PIPELINE"], Buildset: params["ZUUL_UUID"], Stage: stage, Attempt: 1,
+			Project: params["ZUUL_PROJECT"], Params: params}
+		n := builds.Add(1)
+		start, err := json.Marshal(zuulResult{Name: a.Function, Number: n})
+		if err != nil {
+			return nil, err
+		}
+		if err := a.SendData(start); err != nil {
+			return nil, err
+		}
+		res, err := callStage(ctx, f, r)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		zr := zuulResult{Name: a.Function, Number: n, URL: res.LogURL, Result: "SUCCESS"}
+		if err != nil || res.Outcome != Passed {
+			zr.Result = "FAILURE"
+		}
+		if err != nil {
+			w.log.Warn("zuul build not run", "job", a.Function, "err", err)
+		}
+		return json.Marshal(zr)
+	}
 }

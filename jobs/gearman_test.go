@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/sluice-ci/sluice/internal/pkgtest"
+	"github.com/sluice-ci/sluice/internal/proc"
 	"github.com/sluice-ci/sluice/jobs"
 	"github.com/sluice-ci/sluice/jobs/gearman/gearmantest"
 )
@@ -94,8 +97,8 @@ func TestGearmanRuns(t *testing.T) {
 			return jobs.Result{Outcome: jobs.Passed, LogURL: "http://logs/" + r.Buildset}, nil
 		}
 	}
-	start(t, jobs.NewGearmanWorker([]string{srv.Addr}, "w1", 2, map[string]jobs.StageFunc{"build.deb": stage("w1")}, quiet()))
-	start(t, jobs.NewGearmanWorker([]string{srv.Addr}, "w2", 2, map[string]jobs.StageFunc{"build.deb": stage("w2")}, quiet()))
+	start(t, jobs.NewGearmanWorker([]string{srv.Addr}, "w1", 2, map[string]jobs.StageFunc{"build.deb": stage("w1")}, nil, quiet()))
+	start(t, jobs.NewGearmanWorker([]string{srv.Addr}, "w2", 2, map[string]jobs.StageFunc{"build.deb": stage("w2")}, nil, quiet()))
 	out := newOutcomes()
 	g := jobs.NewGearman([]string{srv.Addr}, "sluice", out.report, quiet())
 	start(t, g)
@@ -151,7 +154,7 @@ func TestGearmanFaults(t *testing.T) {
 		began <- "quick"
 		return jobs.Result{Outcome: jobs.Passed}, nil
 	}
-	stopDying := start(t, jobs.NewGearmanWorker([]string{srv.Addr}, "dying", 1, map[string]jobs.StageFunc{"install": blocking("dying")}, quiet()))
+	stopDying := start(t, jobs.NewGearmanWorker([]string{srv.Addr}, "dying", 1, map[string]jobs.StageFunc{"install": blocking("dying")}, nil, quiet()))
 	out := newOutcomes()
 	g := jobs.NewGearman([]string{srv.Addr}, "sluice", out.report, quiet())
 	start(t, g)
@@ -161,7 +164,7 @@ func TestGearmanFaults(t *testing.T) {
 	if w := <-began; w != "dying" {
 		t.Fatalf("began on %s", w)
 	}
-	start(t, jobs.NewGearmanWorker([]string{srv.Addr}, "other", 1, map[string]jobs.StageFunc{"install": quick}, quiet()))
+	start(t, jobs.NewGearmanWorker([]string{srv.Addr}, "other", 1, map[string]jobs.StageFunc{"install": quick}, nil, quiet()))
 	stopDying()
 	if w := <-began; w != "quick" {
 		t.Fatalf("then began on %s", w)
@@ -180,7 +183,7 @@ func TestGearmanFaults(t *testing.T) {
 		case <-ctx.Done():
 			return jobs.Result{}, ctx.Err()
 		}
-	}}, quiet()))
+	}}, nil, quiet()))
 	if err := g.Dispatch(t.Context(), stageRun(2, "systest")); err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +221,7 @@ func TestGearmanCancel(t *testing.T) {
 	if err := g.Cancel(t.Context(), early.Key()); err != nil {
 		t.Fatal(err)
 	}
-	start(t, jobs.NewGearmanWorker([]string{srv.Addr}, "w", 2, map[string]jobs.StageFunc{"systest": stage}, quiet()))
+	start(t, jobs.NewGearmanWorker([]string{srv.Addr}, "w", 2, map[string]jobs.StageFunc{"systest": stage}, nil, quiet()))
 	if b := <-began; b != "bs07" {
 		t.Fatalf("began %s", b)
 	}
@@ -237,5 +240,43 @@ func TestGearmanCancel(t *testing.T) {
 		if o := got[k]; len(o) != 1 || !o[0].Canceled || o[0].Result.Outcome != jobs.Error {
 			t.Errorf("%s: %+v", k, o)
 		}
+	}
+}
+
+// A Zuul v2-style client, Debian's gearman command-line tool, hands the
+// worker a build:<job> job with Zuul's parameters; the answer has Zuul
+// v2's result fields.
+func TestZuulV2Job(t *testing.T) {
+	t.Parallel()
+	bin := pkgtest.NeedTool(t, "gearman")
+	srv := gearmantest.New(t)
+	var got jobs.Run
+	var mu sync.Mutex
+	stage := func(ctx context.Context, r jobs.Run) (jobs.Result, error) {
+		mu.Lock()
+		got = r
+		mu.Unlock()
+		if r.Params["ZUUL_CHANGE"] == "2" {
+			return jobs.Result{Outcome: jobs.Failed, LogURL: "http://logs/2"}, nil
+		}
+		return jobs.Result{Outcome: jobs.Passed, LogURL: "http://logs/1"}, nil
+	}
+	start(t, jobs.NewGearmanWorker([]string{srv.Addr}, "w", 1, map[string]jobs.StageFunc{"build.deb": stage},
+		map[string]string{"hello-build-deb": "build.deb"}, quiet()))
+	host, port, _ := strings.Cut(srv.Addr, ":")
+	for change, want := range map[string]string{"1": `"result":"SUCCESS"`, "2": `"result":"FAILURE"`} {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		out, err := proc.Command(ctx, bin, "-h", host, "-p", port, "-f", "build:hello-build-deb",
+			`{"ZUUL_UUID":"0123456789abcdef0123456789abcdef","ZUUL_PROJECT":"hello","ZUUL_PIPELINE":"check","ZUUL_CHANGE":"`+change+`"}`).CombinedOutput()
+		cancel()
+		if err != nil || !strings.Contains(string(out), want) || !strings.Contains(string(out), `"url":"http://logs/`+change+`"`) ||
+			!strings.Contains(string(out), `"number":`) {
+			t.Fatalf("gearman build:hello-build-deb (change %s): %v\n%s", change, err, out)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got.Stage != "build.deb" || got.Buildset != "0123456789abcdef0123456789abcdef" || got.Project != "hello" || got.Pipeline != "check" {
+		t.Errorf("the stage ran as %+v", got)
 	}
 }

@@ -22,6 +22,7 @@ func newWorkerCmd(log *slog.Logger) *cobra.Command {
 	var servers, stageNames []string
 	var capacity int
 	var id string
+	var zuulJobs map[string]string
 	var opts gateOptions
 	cmd := &cobra.Command{
 		Use:   "worker --gearman HOST:PORT[,HOST:PORT] [--stages build.deb,...] [--capacity N]",
@@ -67,7 +68,12 @@ func newWorkerCmd(log *slog.Logger) *cobra.Command {
 			host, _ := os.Hostname()
 			id = cmp.Or(id, fmt.Sprintf("%s-%d", cmp.Or(host, "worker"), os.Getpid()))
 			log.Info("worker started", "id", id, "gearman", strings.Join(servers, ","), "stages", len(funcs), "capacity", capacity)
-			return jobs.NewGearmanWorker(servers, id, capacity, funcs, log).Run(cmd.Context())
+			for job, stage := range zuulJobs {
+				if _, ok := funcs[stage]; !ok || job == "" || strings.ContainsAny(job, " \x00") {
+					return fmt.Errorf("worker: --zuul-job %s=%s: not a job name and a stage of this worker", job, stage)
+				}
+			}
+			return jobs.NewGearmanWorker(servers, id, capacity, funcs, zuulJobs, log).Run(cmd.Context())
 		},
 	}
 	sf.register(cmd.Flags())
@@ -76,6 +82,7 @@ func newWorkerCmd(log *slog.Logger) *cobra.Command {
 	f.StringSliceVar(&stageNames, "stages", nil, "the stages this worker runs, comma-separated; all when not given")
 	f.IntVar(&capacity, "capacity", 2, "how many stage runs at once")
 	f.StringVar(&id, "id", "", "the worker's name at the job servers (unique); HOST-PID when not given")
+	f.StringToStringVar(&zuulJobs, "zuul-job", nil, "Zuul v2 jobs this worker takes as build:JOB, JOB=STAGE, comma-separated")
 	f.DurationVar(&opts.timeout, "build-timeout", time.Hour, "time limit of one build")
 	f.BoolVar(&opts.rpmNoDeps, "rpm-nodeps", false, "rpm: pass --nodeps to rpmbuild, for hosts whose rpmdb does not describe the system (Debian)")
 	f.StringSliceVar(&opts.rpmHostProvides, "rpm-host-provides", nil, "rpm: BuildRequires the host provides outside the rpmdb (e.g. gcc,make on Debian)")
