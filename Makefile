@@ -34,6 +34,7 @@ bench: deps
 	$(GO) run ./internal/cmd/resultsbench
 	$(GO) run ./internal/cmd/envbench
 	$(GO) run ./internal/cmd/mirrorbench
+	$(GO) run ./internal/cmd/gearbench
 
 clean:
 	rm -rf bin $(RUNDIR)
