@@ -222,16 +222,32 @@ func (g *Gearman) started(ctx context.Context, rr *remoteRun, worker string) {
 	}
 }
 
-func (g *Gearman) finish(ctx context.Context, rr *remoteRun, res Result, why string, canceled bool) {
+// finish reports rr's outcome unless it was reported; it tells whether
+// it reported.
+func (g *Gearman) finish(ctx context.Context, rr *remoteRun, res Result, why string, canceled bool) bool {
 	g.mu.Lock()
 	if rr.done {
 		g.mu.Unlock()
-		return
+		return false
 	}
 	rr.done = true
 	canceled = canceled || rr.canceled
 	g.mu.Unlock()
 	g.report(ctx, Outcome{Run: rr.run, Result: res, Err: why, Started: rr.started, Ended: time.Now(), Canceled: canceled})
+	return true
+}
+
+// Fail ends the run with key as failed, for why (a worker's report): its
+// outcome is reported now, and what the worker says later is not. It
+// tells whether the run was under way.
+func (g *Gearman) Fail(ctx context.Context, key, why string) bool {
+	g.mu.Lock()
+	rr, ok := g.runs[key]
+	g.mu.Unlock()
+	if !ok {
+		return false
+	}
+	return g.finish(ctx, rr, Result{Outcome: Failed}, why, false)
 }
 
 // Cancel stops the run with key: its worker is told (now, or when it

@@ -241,6 +241,21 @@ func TestGearmanCancel(t *testing.T) {
 			t.Errorf("%s: %+v", k, o)
 		}
 	}
+	// A worker's failure report fails a run under way, once.
+	f := stageRun(9, "systest")
+	if err := g.Dispatch(t.Context(), f); err != nil {
+		t.Fatal(err)
+	}
+	<-began
+	if !g.Fail(t.Context(), f.Key(), "disk full") || g.Fail(t.Context(), f.Key(), "again") {
+		t.Error("Fail: not once")
+	}
+	if o := out.wait(t, 3)[f.Key()]; len(o) != 1 || o[0].Result.Outcome != jobs.Failed || o[0].Err != "disk full" {
+		t.Errorf("failed run: %+v", o)
+	}
+	if g.Fail(t.Context(), "nothing/x/1", "") {
+		t.Error("Fail of an unknown run")
+	}
 }
 
 // A Zuul v2-style client, Debian's gearman command-line tool, hands the

@@ -148,6 +148,9 @@ type serverConfig struct {
 	URL string `yaml:"url"`
 	// TokensFile holds the write tokens, NAME:SCOPE:TOKEN per line.
 	TokensFile string `yaml:"tokens_file"`
+	// WorkerHosts are the networks (CIDR, or addresses) workers' failure
+	// reports may come from; loopback when empty.
+	WorkerHosts []string `yaml:"worker_hosts"`
 }
 
 // resultsConfig is the results section: outcomes beside upstream's, and
@@ -275,6 +278,9 @@ func (s serverConfig) Validate() error {
 		if err := checkHTTPURL(s.URL); err != nil {
 			return fmt.Errorf("url: %w", err)
 		}
+	}
+	if _, err := workerHosts(s.WorkerHosts); err != nil {
+		return fmt.Errorf("worker_hosts: %w", err)
 	}
 	return nil
 }

@@ -10,9 +10,11 @@ package main
 import (
 	"cmp"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -27,6 +29,7 @@ import (
 
 	"github.com/sluice-ci/sluice/jobs"
 	"github.com/sluice-ci/sluice/pipeline"
+	"github.com/sluice-ci/sluice/results"
 	"github.com/sluice-ci/sluice/zuul"
 )
 
@@ -39,7 +42,8 @@ type gateOptions struct {
 	timeout         time.Duration
 	rpmNoDeps       bool
 	rpmHostProvides []string
-	poll            time.Duration // how often the journal is read for events other processes wrote
+	poll            time.Duration  // how often the journal is read for events other processes wrote
+	tokens          results.Tokens // who may report a worker's failure
 }
 
 // gate is the gating engine, wired: start runs it under an errgroup;
@@ -105,8 +109,23 @@ func newGate(ctx context.Context, e *env, opts gateOptions, log *slog.Logger) (*
 		}
 	}
 	var pool stageDispatcher
+	handlers := maps.Clone(src.handlers)
 	if e.cfg.Pipeline.Dispatch == "gearman" {
-		pool = jobs.NewGearman(e.cfg.Pipeline.Gearman, "sluice-serve", report, log)
+		gm := jobs.NewGearman(e.cfg.Pipeline.Gearman, "sluice-serve", report, log)
+		pool = gm
+		allow, err := workerHosts(e.cfg.Server.WorkerHosts)
+		if err != nil {
+			return nil, err
+		}
+		record := func(ctx context.Context, r *results.Result) error {
+			return e.db.Tx(ctx, func(tx *sql.Tx) error { return e.recorder.Record(ctx, tx, r) })
+		}
+		if handlers == nil {
+			handlers = map[string]http.Handler{}
+		}
+		h := failureHandler(opts.tokens, allow, gm.Fail, record, log)
+		handlers["POST /response/failure"] = h
+		handlers["POST /api/v1/response/failure"] = h
 	} else {
 		pool = jobs.NewPool(stg.funcs(), opts.workers, report, log)
 	}
@@ -119,7 +138,7 @@ func newGate(ctx context.Context, e *env, opts gateOptions, log *slog.Logger) (*
 		Persist:    st,
 	}
 	runner = pipeline.NewRunner(sched, parts, log, initial)
-	return &gate{handlers: src.handlers, start: func(ctx context.Context, g *errgroup.Group) {
+	return &gate{handlers: handlers, start: func(ctx context.Context, g *errgroup.Group) {
 		g.Go(func() error { return pool.Run(ctx) })
 		g.Go(func() error { return runner.Run(ctx) })
 		g.Go(func() error { return consumeJournal(ctx, journal, runner, opts.poll, log) })

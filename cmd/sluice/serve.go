@@ -66,6 +66,7 @@ func newServeCmd(log *slog.Logger) *cobra.Command {
 				gopts.workers = 2
 			}
 			gopts.poll = time.Second
+			gopts.tokens = tokens
 			gt, err := newGate(ctx, e, gopts, log)
 			if err != nil {
 				return err
