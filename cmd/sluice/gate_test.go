@@ -3,15 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
-	"log/slog"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sluice-ci/sluice/internal/pkgtest"
+	"github.com/sluice-ci/sluice/internal/proc"
 	"github.com/sluice-ci/sluice/jobs/gearman/gearmantest"
 	"github.com/sluice-ci/sluice/zuul"
 )
@@ -61,58 +61,101 @@ func reportBy(st changeState, pipeline string) *zuul.Message {
 // submitted by the gate, and the post pipeline releases the merged
 // branch into its signed release repository.
 func TestGateLocal(t *testing.T) {
-	gateLocalFlow(t, "pipeline:\n  workers: 2\n", nil)
+	gateLocalFlow(t, "pipeline:\n  workers: 2\n", gateHooks{})
 }
 
 // TestGateLocalGearman runs the same flow with the stage runs going
-// through a real gearmand to two `sluice worker`s.
+// through a real gearmand to two `sluice worker` processes: one is killed
+// (SIGKILL) while it runs a check stage, and gearmand is restarted while
+// the gate runs; the change is still checked, gated, merged and released.
 func TestGateLocalGearman(t *testing.T) {
+	bin := sluiceBinary(t)
 	srv := gearmantest.New(t)
-	gateLocalFlow(t, "pipeline:\n  dispatch: gearman\n  gearman: ["+srv.Addr+"]\n", func(conf, data string) {
-		for _, id := range []string{"w1", "w2"} {
-			startWorker(t, "worker", "--gearman", srv.Addr, "--id", id, "--capacity", "2", "--rpm-nodeps", "--config", conf, "--data-dir", data)
+	logs := t.TempDir()
+	workers := map[string]*exec.Cmd{}
+	started := func(id string) int {
+		b, _ := os.ReadFile(filepath.Join(logs, id+".log"))
+		return strings.Count(string(b), "stage run started")
+	}
+	waitStarted := func(id string, n int) {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Minute)
+		for started(id) < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("worker %s never started %d runs", id, n)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
+	}
+	gateLocalFlow(t, "pipeline:\n  dispatch: gearman\n  gearman: ["+srv.Addr+"]\n", gateHooks{
+		before: func(conf, data string) {
+			for _, id := range []string{"w1", "w2"} {
+				f, err := os.Create(filepath.Join(logs, id+".log"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				cmd := proc.Command(ctx, bin, "worker", "--gearman", srv.Addr, "--id", id, "--capacity", "1", "--rpm-nodeps",
+					"--config", conf, "--data-dir", data)
+				cmd.Stdout, cmd.Stderr = f, f
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				workers[id] = cmd
+				t.Cleanup(func() {
+					cancel()
+					cmd.Wait()
+					f.Close()
+					if t.Failed() {
+						b, _ := os.ReadFile(f.Name())
+						t.Logf("%s:\n%s", id, b)
+					}
+				})
+			}
+		},
+		proposed: func() {
+			waitStarted("w1", 1)
+			workers["w1"].Process.Kill() // SIGKILL, mid-run
+		},
+		approved: func() {
+			n := started("w2")
+			waitStarted("w2", n+1) // a gate run under way
+			if err := srv.Restart(); err != nil {
+				t.Fatal(err)
+			}
+		},
 	})
 }
 
-// startWorker runs the sluice command args in this process until the
-// test ends.
-func startWorker(t *testing.T, args ...string) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	root := newRoot(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	root.SetArgs(args)
-	root.SetOut(io.Discard)
-	root.SetErr(io.Discard)
-	go func() { done <- root.ExecuteContext(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("%v: %v", args, err)
-		}
-	})
+// gateHooks are what a test does at points of the flow.
+type gateHooks struct {
+	before   func(conf, data string) // the config written, the server not started
+	proposed func()                  // the change proposed
+	approved func()                  // the change approved
 }
 
 // gateLocalFlow proposes a change on the local source, approves it, and
 // waits for the gate to merge it and the post pipeline to release it,
-// with pipelineConf as the config's pipeline section; before, when not
-// nil, runs once the config is written and before the server starts.
-func gateLocalFlow(t *testing.T, pipelineConf string, before func(conf, data string)) {
+// with pipelineConf as the config's pipeline section and hooks run at
+// their points.
+func gateLocalFlow(t *testing.T, pipelineConf string, hooks gateHooks) {
 	pkgtest.NeedTool(t, "dpkg-buildpackage")
 	pkgtest.NeedTool(t, "rpmbuild")
 	src := sampleRepo(t, false)
 	data := t.TempDir()
 	conf := filepath.Join(t.TempDir(), "sluice.yaml")
 	writeTestFile(t, conf, "local:\n  projects:\n    - name: hello-sh\n      path: "+src+"\n"+pipelineConf)
-	if before != nil {
-		before(conf, data)
+	if hooks.before != nil {
+		hooks.before(conf, data)
 	}
 	startServe(t, "--config", conf, "--data-dir", data, "--rpm-nodeps")
 
 	commitFile(t, src, "news", "NEWS", "0.9.1\n", "Add NEWS\n\nChange-Id: I3333333333333333333333333333333333333333\n")
 	if out, err := sluice(t, "change", "propose", "--project", "hello-sh", "--ref", "news", "--config", conf, "--data-dir", data); err != nil {
 		t.Fatalf("propose: %v\n%s", err, out)
+	}
+	if hooks.proposed != nil {
+		hooks.proposed()
 	}
 	st := waitChange(t, conf, data, "1", 3*time.Minute, func(st changeState) bool { return reportBy(st, "check") != nil })
 	rep := reportBy(st, "check")
@@ -124,6 +167,9 @@ func gateLocalFlow(t *testing.T, pipelineConf string, before func(conf, data str
 
 	if out, err := sluice(t, "change", "approve", "1", "--config", conf, "--data-dir", data, "--as", "core"); err != nil {
 		t.Fatalf("approve: %v\n%s", err, out)
+	}
+	if hooks.approved != nil {
+		hooks.approved()
 	}
 	st = waitChange(t, conf, data, "1", 3*time.Minute, func(st changeState) bool { return st.Change.Status == "MERGED" })
 	rep = reportBy(st, "gate")
