@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -25,11 +24,8 @@ func (s *stages) mirror(ctx context.Context, r jobs.Run) (jobs.Result, error) {
 	if err != nil {
 		return jobs.Result{}, fmt.Errorf("stage mirror: %w", err)
 	}
-	branch, ok := strings.CutPrefix(sp.Ref, "refs/heads/")
-	if !ok || sp.Commit == "" {
-		return jobs.Result{}, fmt.Errorf("stage mirror: ZUUL_REF %q is not a branch update with ZUUL_COMMIT", sp.Ref)
-	}
-	if err := checkBranchForPath(branch); err != nil {
+	branch, err := postBranch(sp)
+	if err != nil {
 		return jobs.Result{}, fmt.Errorf("stage mirror: %w", err)
 	}
 	start := time.Now()
@@ -77,7 +73,7 @@ func (s *stages) mirror(ctx context.Context, r jobs.Run) (jobs.Result, error) {
 		res.RefURL = link(a)
 		res.Data["log_url"] = []string{res.RefURL}
 	}
-	if err := s.env.db.Tx(ctx, func(tx *sql.Tx) error { return s.env.recorder.Record(ctx, tx, res) }); err != nil {
+	if err := s.record(ctx, res); err != nil {
 		return jobs.Result{}, err
 	}
 	return jobs.Result{Outcome: outcome, LogURL: res.RefURL}, nil

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -191,15 +190,7 @@ func (s *stages) systest(ctx context.Context, r jobs.Run) (jobs.Result, error) {
 	stage := stageResult(sp, "systest", r.Attempt, start, outcome, notes)
 	stage.RefURL = logURL
 	res = append(res, stage)
-	err = s.env.db.Tx(ctx, func(tx *sql.Tx) error {
-		for _, x := range res {
-			if err := s.env.recorder.Record(ctx, tx, x); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := s.record(ctx, res...); err != nil {
 		return jobs.Result{}, err
 	}
 	return jobs.Result{Outcome: outcome, LogURL: logURL}, nil

@@ -328,6 +328,31 @@ func (s *stages) publishInto(ctx context.Context, uuid, out string, key *repo.Ke
 	return repos, notes, ok, nil
 }
 
+// record records results in one transaction.
+func (s *stages) record(ctx context.Context, res ...*results.Result) error {
+	return s.env.db.Tx(ctx, func(tx *sql.Tx) error {
+		for _, r := range res {
+			if err := s.env.recorder.Record(ctx, tx, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// postBranch is the branch a post buildset's ZUUL_REF updates, checked
+// for use in paths.
+func postBranch(sp stageParams) (string, error) {
+	branch, ok := strings.CutPrefix(sp.Ref, "refs/heads/")
+	if !ok || sp.Commit == "" {
+		return "", fmt.Errorf("ZUUL_REF %q is not a branch update with ZUUL_COMMIT", sp.Ref)
+	}
+	if err := checkBranchForPath(branch); err != nil {
+		return "", err
+	}
+	return branch, nil
+}
+
 // stageResult is the change-level (or commit-level) result of a stage.
 func stageResult(sp stageParams, stage string, attempt int, start time.Time, outcome string, notes []string) *results.Result {
 	data := map[string][]string{
@@ -392,11 +417,8 @@ func (s *stages) release(ctx context.Context, r jobs.Run) (jobs.Result, error) {
 	if err != nil {
 		return jobs.Result{}, fmt.Errorf("stage release: %w", err)
 	}
-	branch, ok := strings.CutPrefix(sp.Ref, "refs/heads/")
-	if !ok || sp.Commit == "" {
-		return jobs.Result{}, fmt.Errorf("stage release: ZUUL_REF %q is not a branch update with ZUUL_COMMIT", sp.Ref)
-	}
-	if err := checkBranchForPath(branch); err != nil {
+	branch, err := postBranch(sp)
+	if err != nil {
 		return jobs.Result{}, fmt.Errorf("stage release: %w", err)
 	}
 	start := time.Now()
