@@ -114,7 +114,9 @@ func newTrace(snap Snapshot, started time.Time) Trace {
 func (t Trace) Marshal() []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "Date: %s\n", t.Date.UTC().Format(time.RFC1123Z))
-	fmt.Fprintf(&b, "Date-Started: %s\n", t.Started.UTC().Format(time.RFC1123Z))
+	if !t.Started.IsZero() {
+		fmt.Fprintf(&b, "Date-Started: %s\n", t.Started.UTC().Format(time.RFC1123Z))
+	}
 	fmt.Fprintf(&b, "Creator: sluice\nHost: %s\nUser: %s\n", oneLine(t.Host), oneLine(t.User))
 	fmt.Fprintf(&b, "Repository: %s\nFormat: %s\nSnapshot: %s\n", t.Repo, t.Format, t.Snapshot)
 	return b.Bytes()
@@ -127,6 +129,17 @@ func oneLine(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// parseTraceTime reads a trace's time: RFC 1123 with a numeric zone, in
+// the years a sync can have happened (which also keeps Marshal's output
+// readable again).
+func parseTraceTime(v string) (time.Time, error) {
+	t, err := time.Parse(time.RFC1123Z, v)
+	if err == nil && (t.UTC().Year() < 1970 || t.UTC().Year() > 9999) {
+		err = fmt.Errorf("%q: not a year a sync happened in", v)
+	}
+	return t, err
 }
 
 // ParseTrace reads a trace file written by [Trace.Marshal]: it requires
@@ -154,9 +167,9 @@ func ParseTrace(data []byte) (Trace, error) {
 		var err error
 		switch k {
 		case "Date":
-			t.Date, err = time.Parse(time.RFC1123Z, v)
+			t.Date, err = parseTraceTime(v)
 		case "Date-Started":
-			t.Started, err = time.Parse(time.RFC1123Z, v)
+			t.Started, err = parseTraceTime(v)
 		case "Host":
 			t.Host = v
 		case "User":
