@@ -44,6 +44,12 @@ type Gearman struct {
 	client *gearman.Client
 	report func(context.Context, Outcome)
 	log    *slog.Logger
+	// StatusTimeout is how long a started run may go without a word from
+	// its worker (workers send a status every HeartbeatInterval) before
+	// it is given up as an ERROR, which the pipeline retries as a new
+	// attempt; gearmand itself notices only a worker whose connection
+	// ends, not one that hangs.
+	StatusTimeout time.Duration
 
 	mu      sync.Mutex
 	ctx     context.Context // Run's; submissions live as long
@@ -69,7 +75,8 @@ var _ interface {
 // NewGearman returns a dispatcher through the job servers at addrs,
 // reporting outcomes to report; Run connects it.
 func NewGearman(addrs []string, clientID string, report func(context.Context, Outcome), log *slog.Logger) *Gearman {
-	return &Gearman{client: gearman.NewClient(addrs, clientID, log), report: report, log: log, runs: map[string]*remoteRun{}}
+	return &Gearman{client: gearman.NewClient(addrs, clientID, log), report: report, log: log, runs: map[string]*remoteRun{},
+		StatusTimeout: 2 * time.Minute}
 }
 
 // Run keeps the connections to the job servers until ctx ends, then
@@ -136,7 +143,12 @@ func (g *Gearman) submit(ctx context.Context, rr *remoteRun) {
 	wait := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		ended := make(chan gearman.Event, 1)
+		heard := make(chan struct{}, 1)
 		on := func(e gearman.Event) {
+			select {
+			case heard <- struct{}{}:
+			default:
+			}
 			switch e.Type {
 			case gearman.WorkData:
 				if w, ok := strings.CutPrefix(string(e.Data), startedPrefix); ok {
@@ -169,11 +181,32 @@ func (g *Gearman) submit(ctx context.Context, rr *remoteRun) {
 		rr.server = server
 		g.mu.Unlock()
 		var e gearman.Event
-		select {
-		case e = <-ended:
-		case <-ctx.Done():
-			return
+		silence := time.NewTimer(g.StatusTimeout)
+	wait:
+		for {
+			select {
+			case e = <-ended:
+				break wait
+			case <-heard:
+				silence.Reset(g.StatusTimeout)
+			case <-silence.C:
+				g.mu.Lock()
+				started := rr.worker != ""
+				g.mu.Unlock()
+				if !started {
+					// Still queued: waiting for a worker is not a hang.
+					silence.Reset(g.StatusTimeout)
+					continue
+				}
+				silence.Stop()
+				g.finish(ctx, rr, Result{Outcome: Error}, fmt.Sprintf("no word from worker %s in %s", rr.worker, g.StatusTimeout), false)
+				return
+			case <-ctx.Done():
+				silence.Stop()
+				return
+			}
 		}
+		silence.Stop()
 		switch e.Type {
 		case gearman.WorkComplete:
 			var wr workResult
@@ -293,6 +326,10 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // the stage functions it is handed (the same as the in-process pool's),
 // at most capacity at once.
 type GearmanWorker struct {
+	// Heartbeat is how often a running stage's worker sends a status;
+	// 10 s by default, well inside the dispatcher's StatusTimeout.
+	Heartbeat time.Duration
+
 	id      string
 	work    *gearman.Worker
 	control *gearman.Worker
@@ -308,7 +345,7 @@ type GearmanWorker struct {
 // answering with its result fields, so that a Zuul v2 (or any
 // Jenkins-style client) can hand the worker jobs.
 func NewGearmanWorker(addrs []string, id string, capacity int, stages map[string]StageFunc, zuulJobs map[string]string, log *slog.Logger) *GearmanWorker {
-	w := &GearmanWorker{id: id, log: log, running: map[string]context.CancelFunc{}}
+	w := &GearmanWorker{Heartbeat: 10 * time.Second, id: id, log: log, running: map[string]context.CancelFunc{}}
 	funcs := map[string]gearman.Handler{}
 	for name, f := range stages {
 		funcs[functionPrefix+name] = w.handler(f)
@@ -357,7 +394,29 @@ func (w *GearmanWorker) handler(f StageFunc) gearman.Handler {
 			return nil, err
 		}
 		w.log.Info("stage run started", "run", r.Key())
+		// A status now and then tells the dispatcher the run is alive
+		// (Gearman.StatusTimeout).
+		beat := time.NewTicker(w.Heartbeat)
+		stopBeat, beatDone := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(beatDone)
+			start := time.Now()
+			for {
+				select {
+				case <-beat.C:
+					// WORK_STATUS: seconds so far, of an unknown total.
+					if a.SendStatus(uint64(time.Since(start).Seconds()), 0) != nil {
+						return
+					}
+				case <-stopBeat:
+					return
+				}
+			}
+		}()
 		res, err := callStage(ctx, f, r)
+		beat.Stop()
+		close(stopBeat)
+		<-beatDone
 		wr := workResult{Outcome: res.Outcome, LogURL: res.LogURL, Worker: w.id}
 		switch {
 		case ctx.Err() != nil && parent.Err() == nil:

@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-ci/sluice/internal/pkgtest"
 	"github.com/sluice-ci/sluice/internal/proc"
 	"github.com/sluice-ci/sluice/jobs"
+	"github.com/sluice-ci/sluice/jobs/gearman"
 	"github.com/sluice-ci/sluice/jobs/gearman/gearmantest"
 )
 
@@ -293,5 +294,49 @@ func TestZuulV2Job(t *testing.T) {
 	defer mu.Unlock()
 	if got.Stage != "build.deb" || got.Buildset != "0123456789abcdef0123456789abcdef" || got.Project != "hello" || got.Pipeline != "check" {
 		t.Errorf("the stage ran as %+v", got)
+	}
+}
+
+// A worker that hangs (took the run, says nothing more) is given up after
+// the dispatcher's StatusTimeout, as an ERROR the pipeline retries; a slow
+// worker that sends its heartbeat is not.
+func TestGearmanStatusTimeout(t *testing.T) {
+	t.Parallel()
+	srv := gearmantest.New(t)
+	out := newOutcomes()
+	g := jobs.NewGearman([]string{srv.Addr}, "sluice", out.report, quiet())
+	g.StatusTimeout = 700 * time.Millisecond
+	start(t, g)
+	// The hung one speaks the protocol itself: "started on", then
+	// nothing, as a stopped process would.
+	release := make(chan struct{})
+	defer close(release)
+	start(t, gearman.NewWorker([]string{srv.Addr}, "hung", 1, map[string]gearman.Handler{
+		"sluice:install": func(ctx context.Context, a *gearman.Assignment) ([]byte, error) {
+			a.SendData([]byte("started on hung"))
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil, ctx.Err()
+		}}, quiet()))
+	slow := jobs.NewGearmanWorker([]string{srv.Addr}, "slow", 1, map[string]jobs.StageFunc{"systest": func(ctx context.Context, r jobs.Run) (jobs.Result, error) {
+		time.Sleep(2 * time.Second)
+		return jobs.Result{Outcome: jobs.Passed}, nil
+	}}, nil, quiet())
+	slow.Heartbeat = 200 * time.Millisecond
+	start(t, slow)
+	hung, slowRun := stageRun(1, "install"), stageRun(2, "systest")
+	for _, r := range []jobs.Run{hung, slowRun} {
+		if err := g.Dispatch(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := out.wait(t, 2)
+	if o := got[hung.Key()]; len(o) != 1 || o[0].Result.Outcome != jobs.Error || !strings.Contains(o[0].Err, "no word from worker hung") {
+		t.Errorf("hung run: %+v", o)
+	}
+	if o := got[slowRun.Key()]; len(o) != 1 || o[0].Result.Outcome != jobs.Passed {
+		t.Errorf("slow run: %+v", o)
 	}
 }
